@@ -1,0 +1,1 @@
+"""The Telegram (and console) side: commands, rendering and alert delivery."""

@@ -1,0 +1,1 @@
+"""Runs workflows as processes, watches their health and publishes events."""

@@ -1,0 +1,62 @@
+"""What the bot may ask of the supervisor: the whole seam between them.
+
+The bot depends on this protocol, never on processes or workflow databases,
+so its command layer can be read without knowing how processes are run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from supervisor.bus import Subscription
+from supervisor.events import Event, WorkflowStatus
+
+
+class SupervisorError(Exception):
+    """A request the supervisor refuses, with a message fit to show a user."""
+
+
+class UnknownWorkflow(SupervisorError):
+    """No workflow of that name; the message lists the known ones."""
+
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        self.name = name
+        self.known = tuple(known)
+        listed = ", ".join(self.known) or "none configured"
+        super().__init__(f"unknown workflow {name!r}; known: {listed}")
+
+
+class SupervisorAPI(Protocol):
+    """Control and observation of the configured workflows."""
+
+    @property
+    def names(self) -> Sequence[str]:
+        """The configured workflow names, in configuration order."""
+        ...
+
+    async def start(self, name: str) -> WorkflowStatus: ...
+
+    async def stop(self, name: str) -> WorkflowStatus: ...
+
+    async def restart(self, name: str) -> WorkflowStatus: ...
+
+    async def pause(self, name: str) -> WorkflowStatus: ...
+
+    async def resume(self, name: str) -> WorkflowStatus: ...
+
+    async def status(self, name: str | None = None) -> list[WorkflowStatus]:
+        """Every workflow (``name`` None) or just that one, as a one-item list."""
+        ...
+
+    async def tail(self, name: str, lines: int) -> list[str]:
+        """The last ``lines`` lines of the workflow's log, oldest first."""
+        ...
+
+    async def recent_events(self, name: str, limit: int = 10) -> list[Event]:
+        """The latest events of one workflow from the control DB, newest first."""
+        ...
+
+    def events(self) -> Subscription:
+        """Subscribe to every event from now on (registered at call time)."""
+        ...

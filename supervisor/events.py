@@ -1,0 +1,255 @@
+"""Typed events the supervisor publishes, and the status snapshot it reports.
+
+Events are small frozen values named in the product's words; consumers
+``match`` on them. ``kind`` is the stable name used in JSON lines and in the
+control DB; ``detail`` is one human-readable line. ``incident`` ties together
+the events of one outage (crash or hang, the restarts that follow, a give-up
+or a recovery) so a consumer can update one message per incident.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ClassVar, Literal
+
+ProcessState = Literal[
+    "starting",  # spawned, no heartbeat yet
+    "running",  # process alive
+    "backoff",  # exited or hung, waiting to be restarted
+    "stopped",  # stopped by a user, or never started
+    "paused",  # paused by a user; survives supervisor restarts
+    "finished",  # exited 0
+    "crashed",  # exited non-zero or by a signal, and will not be restarted
+    "gave_up",  # too many restarts; waits for a manual start
+]
+IncidentCause = Literal["crash", "hang"]
+RestartReason = Literal["crash", "hang", "manual", "reload"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowStatus:
+    """Everything known about one workflow at one moment (process and state table)."""
+
+    name: str
+    state: ProcessState
+    status: str | None = None  # supervisor.status from the state table
+    summary: str | None = None
+    heartbeat: datetime | None = None
+    heartbeat_age: float | None = None  # seconds
+    last_error: str | None = None
+    paused: bool = False
+    pid: int | None = None
+    started_at: datetime | None = None  # for uptime
+    restarts: int = 0  # attempts in the current incident
+    max_restarts: int = 0
+    next_restart_at: datetime | None = None  # set while backing off
+    exit_code: int | None = None  # last exit, if any
+    db_problem: str | None = None  # missing, locked, corrupt or schema-less state DB
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base of every event: which workflow, and when (aware UTC)."""
+
+    kind: ClassVar[str] = "event"
+    workflow: str
+    time: datetime
+
+    @property
+    def detail(self) -> str:
+        return ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Started(Event):
+    kind: ClassVar[str] = "started"
+    pid: int
+
+    @property
+    def detail(self) -> str:
+        return f"pid {self.pid}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stopped(Event):
+    """Stopped on request (a user, or the supervisor shutting down)."""
+
+    kind: ClassVar[str] = "stopped"
+    reason: str = "requested"
+
+    @property
+    def detail(self) -> str:
+        return self.reason
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finished(Event):
+    """Exited 0. ``note`` says so when the state still claimed to be running."""
+
+    kind: ClassVar[str] = "finished"
+    summary: str | None = None
+    note: str | None = None
+
+    @property
+    def detail(self) -> str:
+        return "; ".join(part for part in (self.summary, self.note) if part) or "exit 0"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Incident(Event):
+    """An outage step: what the restart policy decided, and where it stands."""
+
+    incident: str
+    attempt: int  # restarts made so far in this incident (0 before the first)
+    max_attempts: int
+    will_restart: bool
+    next_restart_in: float | None = None  # seconds, when a restart is scheduled
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Crashed(_Incident):
+    kind: ClassVar[str] = "crashed"
+    exit_code: int | None = None
+    signal: str | None = None  # e.g. "SIGKILL"
+    log_tail: tuple[str, ...] = ()
+    os_error: str | None = None  # the command could not be started at all
+
+    @property
+    def detail(self) -> str:
+        if self.os_error:
+            return f"could not start: {self.os_error}"
+        if self.signal:
+            return f"killed by {self.signal}"
+        return f"exit code {self.exit_code}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hung(_Incident):
+    kind: ClassVar[str] = "hung"
+    heartbeat_age: float | None  # None when no heartbeat was ever written
+    threshold: float
+
+    @property
+    def detail(self) -> str:
+        if self.heartbeat_age is None:
+            return f"no heartbeat within {self.threshold:.0f}s"
+        return f"no heartbeat for {self.heartbeat_age:.0f}s (threshold {self.threshold:.0f}s)"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Restarted(Event):
+    kind: ClassVar[str] = "restarted"
+    reason: RestartReason
+    attempt: int
+    max_attempts: int
+    incident: str | None = None  # None for manual restarts and reloads
+    pid: int | None = None
+
+    @property
+    def detail(self) -> str:
+        return f"{self.reason}, attempt {self.attempt}/{self.max_attempts}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GaveUp(Event):
+    kind: ClassVar[str] = "gave_up"
+    incident: str
+    attempts: int
+    cause: IncidentCause
+    last_detail: str
+
+    @property
+    def detail(self) -> str:
+        return f"gave up after {self.attempts} restarts; last: {self.last_detail}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recovered(Event):
+    """A workflow that had an incident is healthy again (a fresh heartbeat)."""
+
+    kind: ClassVar[str] = "recovered"
+    incident: str
+    down_seconds: float
+
+    @property
+    def detail(self) -> str:
+        return f"healthy again after {self.down_seconds:.0f}s"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorReported(Event):
+    """``supervisor.last_error`` changed to a new text."""
+
+    kind: ClassVar[str] = "error"
+    text: str
+
+    @property
+    def detail(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusChanged(Event):
+    """``supervisor.status`` changed."""
+
+    kind: ClassVar[str] = "status"
+    old: str | None
+    new: str
+    summary: str | None = None
+
+    @property
+    def detail(self) -> str:
+        return f"{self.old or '-'} -> {self.new}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Paused(Event):
+    kind: ClassVar[str] = "paused"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resumed(Event):
+    kind: ClassVar[str] = "resumed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reloaded(Event):
+    """A watched script changed; the workflow was restarted with it."""
+
+    kind: ClassVar[str] = "reloaded"
+    path: str
+
+    @property
+    def detail(self) -> str:
+        return self.path
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Digest(Event):
+    """The periodic overview; ``workflow`` is ``"*"``."""
+
+    kind: ClassVar[str] = "digest"
+    workflows: tuple[WorkflowStatus, ...] = field(default=())
+
+    @property
+    def detail(self) -> str:
+        return ", ".join(f"{w.name}: {w.status or w.state}" for w in self.workflows)
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    Started,
+    Stopped,
+    Finished,
+    Crashed,
+    Hung,
+    Restarted,
+    GaveUp,
+    Recovered,
+    ErrorReported,
+    StatusChanged,
+    Paused,
+    Resumed,
+    Reloaded,
+    Digest,
+)

@@ -1,0 +1,1 @@
+"""The authoring library for long-running agent workflows."""

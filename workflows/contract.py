@@ -1,0 +1,54 @@
+"""The state-table contract between a workflow and its supervisor.
+
+Any process, in any language, that keeps this table up to date can be
+supervised. This module is the single definition of the table, its keys and
+its timestamp formats; the workflow library writes through it and the
+supervisor reads through it. It imports nothing heavy on purpose, so the
+supervisor can use it without loading the authoring library.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Final, Literal, get_args
+
+STATE_TABLE_DDL: Final = (
+    "CREATE TABLE IF NOT EXISTS state ("
+    "key TEXT PRIMARY KEY, value TEXT NOT NULL, "
+    "updated_at TEXT DEFAULT (datetime('now')))"
+)
+UPSERT_STATE_SQL: Final = (
+    "INSERT OR REPLACE INTO state (key, value, updated_at) VALUES (?, ?, datetime('now'))"
+)
+
+STATUS_KEY: Final = "supervisor.status"
+SUMMARY_KEY: Final = "supervisor.summary"
+HEARTBEAT_KEY: Final = "supervisor.heartbeat"
+LAST_ERROR_KEY: Final = "supervisor.last_error"
+PAUSED_KEY: Final = "supervisor.paused"
+CONTRACT_KEYS: Final = (STATUS_KEY, SUMMARY_KEY, HEARTBEAT_KEY, LAST_ERROR_KEY, PAUSED_KEY)
+
+Status = Literal["idle", "running", "error", "done"]
+STATUSES: Final[tuple[str, ...]] = get_args(Status)
+
+
+def format_timestamp(moment: datetime | None = None) -> str:
+    """The form this library writes: ISO-8601 UTC with milliseconds and an offset."""
+    moment = moment or datetime.now(UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse any of the three forms writers use, as an aware UTC datetime.
+
+    JavaScript's ``2026-11-24T11:42:15.963Z``, Python's
+    ``2026-11-24T11:42:15.963+00:00`` and SQLite's ``2026-11-24 11:42:15``
+    (which is UTC without saying so). Raises ``ValueError`` for anything else.
+    """
+    cleaned = text.strip()
+    if not cleaned:
+        raise ValueError("empty timestamp")
+    moment = datetime.fromisoformat(cleaned)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
