@@ -1,0 +1,278 @@
+"""The workflows TOML: validated strictly, resolved once, reported in one line.
+
+A typo in a key must stop the supervisor at start, not leave a workflow
+silently running with a default; and the complaint has to fit in a log line
+or a chat message, so every problem becomes one ``ConfigError`` line naming
+the file, the workflow and the key.
+
+Relative paths (``script``, ``db``, ``cwd``) resolve against the TOML file's
+directory, so the file means the same thing whichever directory the
+supervisor was started from.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import re
+import sys
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
+
+from supervisor.settings import SupervisorSettings
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_NAME_RE = re.compile(NAME_PATTERN)
+_MAX_SHOWN_INPUT = 40
+_FRIENDLY = {
+    "string_pattern_mismatch": "must be 1-64 letters, digits, '_', '.' or '-', "
+    "starting with a letter or digit",
+}
+
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+class ConfigError(Exception):
+    """A configuration problem, as one line fit for a log or a chat message."""
+
+
+class WorkflowConfig(BaseModel):
+    """One ``[[workflows]]`` table, exactly as written (paths not yet resolved)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN)
+    command: Annotated[list[NonEmptyStr], Field(min_length=1)] | None = None
+    script: Path | None = None
+    db: Path | None = None
+    cwd: Path | None = None
+    env: dict[str, str] = {}
+    input: dict[str, Any] | None = None
+    autostart: bool = True
+    restart: Literal["on-failure", "always", "never"] = "on-failure"
+    hang_threshold_seconds: float = Field(default=300, gt=0)
+    restart_backoff_seconds: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)] = [
+        5,
+        30,
+        120,
+        600,
+    ]
+    max_restart_attempts: int = Field(default=20, ge=0)
+    watch: bool | None = None  # None: on for `script`, off for `command`
+
+    @model_validator(mode="after")
+    def _one_way_to_run(self) -> WorkflowConfig:
+        if self.command is None and self.script is None:
+            raise ValueError("needs one of 'command' or 'script', got neither")
+        if self.command is not None and self.script is not None:
+            raise ValueError("needs one of 'command' or 'script', got both")
+        return self
+
+
+@dataclass(frozen=True)
+class ResolvedWorkflow:
+    """A workflow ready to spawn: every path absolute, the argv complete."""
+
+    config: WorkflowConfig
+    name: str
+    argv: tuple[str, ...]
+    cwd: Path
+    db: Path
+    env: dict[str, str]
+    watch_paths: tuple[Path, ...]
+    restart: Literal["on-failure", "always", "never"]
+    hang_threshold_seconds: float
+    restart_backoff_seconds: tuple[float, ...]
+    max_restart_attempts: int
+    autostart: bool
+    script: Path | None
+
+
+def load_workflows(settings: SupervisorSettings) -> list[ResolvedWorkflow]:
+    """The configured workflows; the bundled demo when no file is configured.
+
+    A missing file at the default path means a first run (show the demo);
+    a missing file the user named explicitly is a mistake worth stopping for.
+    """
+    path = settings.config
+    default = SupervisorSettings.model_fields["config"].default
+    if path != default and not path.exists():
+        raise ConfigError(f"{path}: file not found")
+    return load_config(path, settings)
+
+
+def load_config(path: Path, settings: SupervisorSettings) -> list[ResolvedWorkflow]:
+    """Parse, validate and resolve the workflows TOML at ``path``.
+
+    A missing file yields only the bundled demo workflow.
+    """
+    base = path.expanduser().resolve().parent
+    if not path.exists():
+        return [_resolve(_demo_config(), base, settings, require_script=False)]
+    tables = _read_tables(path)
+    workflows: list[ResolvedWorkflow] = []
+    first_index: dict[str, int] = {}
+    for index, raw in enumerate(tables, start=1):
+        config = _validate(path, index, raw)
+        if config.name in first_index:
+            raise ConfigError(
+                f"{path}: workflow #{index} key 'name': duplicate name {config.name!r}"
+                f" (also workflow #{first_index[config.name]})"
+            )
+        first_index[config.name] = index
+        try:
+            workflows.append(_resolve(config, base, settings, require_script=True))
+        except _KeyProblem as problem:
+            raise ConfigError(
+                f"{path}: workflow {config.name!r} key {problem.key!r}: {problem}"
+            ) from None
+    return workflows
+
+
+def _demo_config() -> WorkflowConfig:
+    demo = importlib.resources.files("workflows") / "examples" / "demo.py"
+    return WorkflowConfig(name="demo", script=Path(str(demo)))
+
+
+def _read_tables(path: Path) -> list[Mapping[str, Any]]:
+    """The ``[[workflows]]`` tables of the file, after file-level checks."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {_toml_problem(str(exc))}") from None
+    unknown = sorted(set(document) - {"workflows"})
+    if unknown:
+        raise ConfigError(f"{path}: key {unknown[0]!r}: unknown top-level key (only 'workflows')")
+    tables = document.get("workflows", [])
+    if not isinstance(tables, list):
+        raise ConfigError(f"{path}: key 'workflows': must be [[workflows]] tables")
+    for index, table in enumerate(tables, start=1):
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: workflow #{index}: must be a [[workflows]] table")
+    return tables
+
+
+def _toml_problem(message: str) -> str:
+    """``line N: message`` from tomllib's ``message (at line N, column M)``."""
+    match = re.search(r"\s*\(at line (\d+), column \d+\)$", message)
+    if match is None:
+        return " ".join(message.split())
+    return f"line {match.group(1)}: {message[: match.start()]}"
+
+
+def _validate(path: Path, index: int, raw: Mapping[str, Any]) -> WorkflowConfig:
+    try:
+        return WorkflowConfig.model_validate(raw)
+    except ValidationError as exc:
+        name = raw.get("name")
+        who = repr(name) if isinstance(name, str) and _NAME_RE.match(name) else f"#{index}"
+        raise ConfigError(f"{path}: workflow {who}{_describe(exc.errors()[0])}") from None
+
+
+def _describe(error: ErrorDetails) -> str:
+    """`` key 'k': problem`` (or ``: problem`` for whole-table errors), one line."""
+    loc = error["loc"]
+    if error["type"] == "missing":
+        problem = "missing"
+    elif error["type"] == "extra_forbidden":
+        problem = "unknown key"
+    else:
+        msg = _FRIENDLY.get(error["type"], error["msg"].removeprefix("Value error, "))
+        problem = msg if not loc else f"{msg} (got {_shown(error['input'])})"
+    problem = " ".join(problem.split())
+    if not loc:
+        return f": {problem}"
+    key = str(loc[0]) + "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[1:]
+    )
+    return f" key {key!r}: {problem}"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN_INPUT else text[: _MAX_SHOWN_INPUT - 3] + "..."
+
+
+class _KeyProblem(ValueError):
+    """A value that validated but does not fit the filesystem."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(problem)
+        self.key = key
+
+
+def _resolve(
+    config: WorkflowConfig, base: Path, settings: SupervisorSettings, *, require_script: bool
+) -> ResolvedWorkflow:
+    cwd = _absolute(config.cwd, base) if config.cwd is not None else base
+    if not cwd.is_dir():
+        raise _KeyProblem("cwd", f"not a directory: {cwd}")
+    db = (
+        settings.state_dir / f"{config.name}.db"
+        if config.db is None
+        else _absolute(config.db, base)
+    )
+    script = _absolute(config.script, base) if config.script is not None else None
+    if script is not None and require_script and not script.is_file():
+        raise _KeyProblem("script", f"file not found: {script}")
+    return ResolvedWorkflow(
+        config=config,
+        name=config.name,
+        argv=_argv(config, script, db),
+        cwd=cwd,
+        db=db,
+        env={**config.env, "WORKFLOW_DB": str(db), "WORKFLOW_NAME": config.name},
+        watch_paths=_watch_paths(config, script, cwd),
+        restart=config.restart,
+        hang_threshold_seconds=config.hang_threshold_seconds,
+        restart_backoff_seconds=tuple(config.restart_backoff_seconds),
+        max_restart_attempts=config.max_restart_attempts,
+        autostart=config.autostart,
+        script=script,
+    )
+
+
+def _absolute(value: Path, base: Path) -> Path:
+    return (base / value.expanduser()).resolve()
+
+
+def _argv(config: WorkflowConfig, script: Path | None, db: Path) -> tuple[str, ...]:
+    if script is not None:
+        head: tuple[str, ...] = (sys.executable, "-m", "workflows", "run", str(script))
+        head += ("--db", str(db))
+    else:
+        assert config.command is not None  # guaranteed by WorkflowConfig._one_way_to_run
+        head = tuple(config.command)
+    if config.input is None:
+        return head
+    return (*head, "--input", json.dumps(config.input))
+
+
+def _watch_paths(config: WorkflowConfig, script: Path | None, cwd: Path) -> tuple[Path, ...]:
+    """The files whose change should restart the workflow.
+
+    For ``command`` with ``watch = true``: the argv elements that name files
+    inside ``cwd`` (``./run.sh``, or ``job.py`` in ``python job.py``).
+    """
+    if script is not None:
+        return (script,) if config.watch is not False else ()
+    if not config.watch or config.command is None:
+        return ()
+    found: list[Path] = []
+    for arg in config.command:
+        candidate = (cwd / arg).resolve()
+        if candidate.is_file() and candidate.is_relative_to(cwd) and candidate not in found:
+            found.append(candidate)
+    return tuple(found)

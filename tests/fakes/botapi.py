@@ -1,0 +1,459 @@
+"""A stand-in Telegram Bot API server, so bot tests exercise real HTTP without the network.
+
+python-telegram-bot (and any child process) talks to it through its ordinary `base_url`;
+tests inject updates, inspect what was sent and make the server fail on purpose (429s,
+500s, outages) to prove the notifier's retry and rate-limit handling. It runs on the stdlib
+`ThreadingHTTPServer` in a daemon thread, so it serves sync and async tests alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+JSON = dict[str, Any]
+MAX_TEXT_LENGTH = 4096
+# Form values PTB sends verbatim; every other value arrives JSON-encoded ("123", "true", "{...}").
+_STRING_FIELDS = frozenset(
+    {"text", "parse_mode", "callback_query_id", "url", "inline_message_id", "language_code"}
+)
+_HTML_TAGS = frozenset(
+    {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a",
+     "code", "pre", "blockquote", "tg-emoji"}
+)
+
+
+class BotAPIError(Exception):
+    """A Bot API error reply: HTTP status, description and optional `parameters`."""
+
+    def __init__(self, status: int, description: str, parameters: JSON | None = None) -> None:
+        super().__init__(description)
+        self.status = status
+        self.description = description
+        self.parameters = parameters
+
+    def body(self) -> JSON:
+        reply: JSON = {"ok": False, "error_code": self.status, "description": self.description}
+        if self.parameters:
+            reply["parameters"] = self.parameters
+        return reply
+
+
+@dataclass
+class SentMessage:
+    """A message the bot sent, with the history of texts it was edited to."""
+
+    message_id: int
+    chat_id: int
+    text: str
+    parse_mode: str | None = None
+    reply_markup: JSON | None = None
+    message_thread_id: int | None = None
+    date: int = 0
+    edits: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Failure:
+    method: str | None
+    status: int
+    retry_after: int | None
+    remaining: int
+
+
+class _HTMLCheck(HTMLParser):
+    """Rejects what Telegram's HTML parse mode rejects: unknown or badly nested tags."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.open: list[str] = []
+        self.visible = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in _HTML_TAGS:
+            raise _entity_error(f"unsupported start tag {tag!r}")
+        self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.open or self.open[-1] != tag:
+            raise _entity_error(f"unexpected end tag {tag!r}")
+        self.open.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.visible += len(data)
+
+
+def _entity_error(detail: str) -> BotAPIError:
+    return BotAPIError(400, f"Bad Request: can't parse entities: {detail}")
+
+
+def check_text(text: str, parse_mode: str | None) -> None:
+    """Raise the BotAPIError Telegram would give for an empty, unparsable or too long text."""
+    visible = len(text)
+    if parse_mode is not None and parse_mode.upper() == "HTML":
+        checker = _HTMLCheck()
+        checker.feed(text)
+        checker.close()
+        if checker.open:
+            raise _entity_error(f"unclosed start tag {checker.open[-1]!r}")
+        visible = checker.visible
+    if not text.strip():
+        raise BotAPIError(400, "Bad Request: message text is empty")
+    if visible > MAX_TEXT_LENGTH:
+        raise BotAPIError(400, "Bad Request: message is too long")
+
+
+def _decode_params(raw: dict[str, Any]) -> JSON:
+    """Turn PTB's JSON-encoded form values back into Python values."""
+    params: JSON = dict(raw)
+    for key, value in raw.items():
+        if isinstance(value, str) and key not in _STRING_FIELDS:
+            with contextlib.suppress(ValueError):
+                params[key] = json.loads(value)
+    return params
+
+
+class FakeBotAPI:
+    """A Telegram Bot API on 127.0.0.1 that records calls and serves injected updates."""
+
+    def __init__(self, token: str = "123:TEST") -> None:
+        self.token = token
+        self.sent: list[SentMessage] = []
+        self.calls: list[tuple[str, JSON]] = []
+        self.answered_callbacks: list[JSON] = []
+        self.commands: list[JSON] | None = None
+        self._cond = threading.Condition()
+        self._updates: list[JSON] = []
+        self._next_update_id = 1
+        self._next_message_id = 1
+        self._failures: list[_Failure] = []
+        self._ratios: dict[str | None, tuple[float, random.Random]] = {}
+        self._down = False
+        self._stopping = False
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> FakeBotAPI:
+        self._stopping = False
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.01,), daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeBotAPI:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("FakeBotAPI is not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/bot"
+
+    @property
+    def base_file_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/file/bot"
+
+    @property
+    def bot_user(self) -> JSON:
+        bot_id = int(self.token.split(":", 1)[0]) if self.token[:1].isdigit() else 1
+        return {"id": bot_id, "is_bot": True, "first_name": "Test Bot", "username": "test_bot"}
+
+    # -- injection ---------------------------------------------------------------------------
+
+    def add_message(self, text: str, chat_id: int, user_id: int, date: int | None = None) -> int:
+        """Queue an incoming text message; a leading /command gets its bot_command entity."""
+        with self._cond:
+            message = self._message(self._take_message_id(), chat_id, text, _user(user_id), date)
+            if text.startswith("/"):
+                command = text.split(maxsplit=1)[0]
+                message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+            return self._push_update({"message": message})
+
+    def add_callback(self, data: str, chat_id: int, user_id: int, message_id: int) -> int:
+        """Queue a press of an inline button with `data` on message `message_id`."""
+        with self._cond:
+            record = self._find(chat_id, message_id)
+            message = self._message(message_id, chat_id, record.text if record else "",
+                                    self.bot_user, record.date if record else None)
+            if record is not None and record.reply_markup is not None:
+                message["reply_markup"] = record.reply_markup
+            query = {"id": str(self._next_update_id), "from": _user(user_id),
+                     "chat_instance": str(chat_id), "data": data, "message": message}
+            return self._push_update({"callback_query": query})
+
+    def fail_next(self, method: str | None, status: int, retry_after: int | None = None,
+                  count: int = 1) -> None:
+        """Make the next `count` calls of `method` (any method if None) fail with `status`."""
+        with self._cond:
+            self._failures.append(_Failure(method, status, retry_after, count))
+
+    def fail_ratio(self, method: str | None, ratio: float, seed: int = 0) -> None:
+        """Make a deterministic `ratio` of calls of `method` fail with 500 (0 turns it off)."""
+        with self._cond:
+            if ratio <= 0:
+                self._ratios.pop(method, None)
+            else:
+                self._ratios[method] = (ratio, random.Random(seed))
+
+    def set_down(self, down: bool = True) -> None:
+        """While down every request gets 502 Bad Gateway, like Telegram behind a dead proxy."""
+        with self._cond:
+            self._down = down
+
+    # -- waiting -----------------------------------------------------------------------------
+
+    def sent_matching(self, predicate: Callable[[SentMessage], bool] | None = None
+                      ) -> list[SentMessage]:
+        with self._cond:
+            return [m for m in self.sent if predicate is None or predicate(m)]
+
+    async def wait_for_sent(self, predicate: Callable[[SentMessage], bool] | None = None,
+                            count: int = 1,
+                            timeout: float = 5.0,  # noqa: ASYNC109 - a deadline for polling
+                            ) -> list[SentMessage]:
+        """Poll until at least `count` sent messages match `predicate`; return the matches."""
+        deadline = time.monotonic() + timeout
+        while len(found := self.sent_matching(predicate)) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(self._timeout_message(count, found))
+            await asyncio.sleep(0.01)
+        return found
+
+    def wait_for_sent_sync(self, predicate: Callable[[SentMessage], bool] | None = None,
+                           count: int = 1, timeout: float = 5.0) -> list[SentMessage]:
+        """Blocking twin of `wait_for_sent`, for sync tests and threads."""
+        deadline = time.monotonic() + timeout
+        while len(found := self.sent_matching(predicate)) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(self._timeout_message(count, found))
+            time.sleep(0.01)
+        return found
+
+    def _timeout_message(self, count: int, found: list[SentMessage]) -> str:
+        texts = [m.text for m in self.sent_matching()]
+        return f"wanted {count} matching sent messages, got {len(found)}; all sent: {texts!r}"
+
+    # -- request handling (called from server threads) ---------------------------------------
+
+    def handle(self, path: str, raw: dict[str, Any]) -> tuple[int, JSON]:
+        """Answer one request for `path`; returns HTTP status and JSON body."""
+        try:
+            return 200, {"ok": True, "result": self._dispatch(path, _decode_params(raw))}
+        except BotAPIError as error:
+            return error.status, error.body()
+
+    def _dispatch(self, path: str, params: JSON) -> Any:
+        with self._cond:
+            if self._down:
+                raise BotAPIError(502, "Bad Gateway")
+        prefix, _, method = path.rpartition("/")
+        if not prefix.startswith("/bot"):
+            raise BotAPIError(404, "Not Found")
+        if prefix != f"/bot{self.token}":
+            raise BotAPIError(401, "Unauthorized")
+        with self._cond:
+            self.calls.append((method, params))
+            self._maybe_fail(method)
+        name = method.lower()
+        if name == "getupdates":
+            return self._get_updates(params)
+        handler = self._handlers().get(name)
+        if handler is None:
+            raise BotAPIError(404, "Not Found: method not found")
+        with self._cond:
+            return handler(params)
+
+    def _handlers(self) -> dict[str, Callable[[JSON], Any]]:
+        return {
+            "getme": lambda _: self.bot_user,
+            "deletewebhook": lambda _: True,
+            "close": lambda _: True,
+            "logout": lambda _: True,
+            "sendmessage": self._send_message,
+            "editmessagetext": self._edit_message_text,
+            "answercallbackquery": self._answer_callback,
+            "setmycommands": self._set_commands,
+            "getmycommands": lambda _: self.commands or [],
+            "deletemycommands": self._delete_commands,
+        }
+
+    def _maybe_fail(self, method: str) -> None:
+        for failure in self._failures:
+            if failure.method in (None, method):
+                failure.remaining -= 1
+                if failure.remaining <= 0:
+                    self._failures.remove(failure)
+                raise _failure_error(failure.status, failure.retry_after)
+        for key in (method, None):
+            if key in self._ratios:
+                ratio, rng = self._ratios[key]
+                if rng.random() < ratio:
+                    raise BotAPIError(500, "Internal Server Error")
+
+    def _get_updates(self, params: JSON) -> list[JSON]:
+        offset = int(params.get("offset", 0))
+        limit = int(params.get("limit", 100))
+        with self._cond:
+            if offset:
+                self._updates = [u for u in self._updates if u["update_id"] >= offset]
+            self._cond.wait_for(lambda: self._updates or self._stopping,
+                                timeout=float(params.get("timeout", 0)))
+            return list(self._updates[:limit])
+
+    def _send_message(self, params: JSON) -> JSON:
+        text, parse_mode = str(params.get("text", "")), params.get("parse_mode")
+        check_text(text, parse_mode)
+        chat_id = int(params["chat_id"])
+        thread_id = params.get("message_thread_id")
+        record = SentMessage(
+            message_id=self._take_message_id(), chat_id=chat_id, text=text,
+            parse_mode=parse_mode, reply_markup=params.get("reply_markup"),
+            message_thread_id=int(thread_id) if thread_id is not None else None,
+            date=int(time.time()),
+        )
+        self.sent.append(record)
+        return self._record_message(record)
+
+    def _edit_message_text(self, params: JSON) -> JSON:
+        record = self._find(int(params.get("chat_id", 0)), int(params.get("message_id", 0)))
+        if record is None:
+            raise BotAPIError(400, "Bad Request: message to edit not found")
+        text, markup = str(params.get("text", "")), params.get("reply_markup")
+        check_text(text, params.get("parse_mode"))
+        if text == record.text and markup == record.reply_markup:
+            raise BotAPIError(400, "Bad Request: message is not modified: specified new message "
+                              "content and reply markup are exactly the same as a current content "
+                              "and reply markup of the message")
+        record.text, record.reply_markup = text, markup
+        record.parse_mode = params.get("parse_mode")
+        record.edits.append(text)
+        return {**self._record_message(record), "edit_date": int(time.time())}
+
+    def _answer_callback(self, params: JSON) -> bool:
+        self.answered_callbacks.append(params)
+        return True
+
+    def _set_commands(self, params: JSON) -> bool:
+        self.commands = list(params.get("commands", []))
+        return True
+
+    def _delete_commands(self, _: JSON) -> bool:
+        self.commands = []
+        return True
+
+    # -- helpers (caller holds the lock) -----------------------------------------------------
+
+    def _take_message_id(self) -> int:
+        self._next_message_id += 1
+        return self._next_message_id - 1
+
+    def _push_update(self, body: JSON) -> int:
+        update_id = self._next_update_id
+        self._next_update_id += 1
+        self._updates.append({"update_id": update_id, **body})
+        self._cond.notify_all()
+        return update_id
+
+    def _find(self, chat_id: int, message_id: int) -> SentMessage | None:
+        for record in self.sent:
+            if record.chat_id == chat_id and record.message_id == message_id:
+                return record
+        return None
+
+    def _message(self, message_id: int, chat_id: int, text: str, sender: JSON,
+                 date: int | None) -> JSON:
+        chat: JSON = {"id": chat_id, "type": "private" if chat_id > 0 else "group"}
+        chat["first_name" if chat_id > 0 else "title"] = f"Chat {chat_id}"
+        return {"message_id": message_id, "date": int(time.time()) if date is None else date,
+                "chat": chat, "from": sender, "text": text}
+
+    def _record_message(self, record: SentMessage) -> JSON:
+        message = self._message(record.message_id, record.chat_id, record.text,
+                                self.bot_user, record.date)
+        if record.reply_markup is not None:
+            message["reply_markup"] = record.reply_markup
+        if record.message_thread_id is not None:
+            message["message_thread_id"] = record.message_thread_id
+        return message
+
+
+def _user(user_id: int) -> JSON:
+    return {"id": user_id, "is_bot": False, "first_name": f"User {user_id}"}
+
+
+def _failure_error(status: int, retry_after: int | None) -> BotAPIError:
+    if status == 429:
+        seconds = 1 if retry_after is None else retry_after
+        return BotAPIError(429, f"Too Many Requests: retry after {seconds}",
+                           {"retry_after": seconds})
+    return BotAPIError(status, HTTPStatus(status).phrase)
+
+
+def _make_handler(fake: FakeBotAPI) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            self._reply(*fake.handle(url.path, dict(parse_qsl(url.query))))
+
+        def do_POST(self) -> None:
+            url = urlsplit(self.path)
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+            if self.headers.get_content_type() == "application/json":
+                raw: dict[str, Any] = json.loads(body or "{}")
+            else:
+                raw = dict(parse_qsl(url.query)) | dict(parse_qsl(body, keep_blank_values=True))
+            self._reply(*fake.handle(url.path, raw))
+
+        def _reply(self, status: int, body: JSON) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Keep test output quiet."""
+
+    return Handler

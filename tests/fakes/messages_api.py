@@ -1,0 +1,186 @@
+"""A stand-in Anthropic Messages endpoint, so agent tests run the real SDK without the network.
+
+Tests queue replies and errors in order; the server answers each `POST /v1/messages` with the
+next one, in the Messages API's JSON shape (or as a server-sent event stream when the request
+asks for `stream: true`), and records what was asked. Point the SDK at it with
+`ANTHROPIC_BASE_URL=fake.base_url` (child processes) or `Anthropic(base_url=fake.base_url)`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+JSON = dict[str, Any]
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: JSON
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def error_body(status: int, message: str | None = None) -> JSON:
+    """Anthropic's error envelope for `status`."""
+    kind = _ERROR_TYPES.get(status, "api_error")
+    return {"type": "error", "error": {"type": kind, "message": message or kind.replace("_", " ")}}
+
+
+class FakeMessagesAPI:
+    """An Anthropic Messages API on 127.0.0.1 answering from a queue of canned replies."""
+
+    def __init__(self) -> None:
+        self.requests: list[JSON] = []
+        self.headers: list[dict[str, str]] = []
+        self._replies: deque[_Reply] = deque()
+        self._lock = threading.Lock()
+        self._count = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> FakeMessagesAPI:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.01,), daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeMessagesAPI:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("FakeMessagesAPI is not started")
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def queue_reply(self, text: str, input_tokens: int = 10, output_tokens: int = 5) -> None:
+        """Queue a successful assistant reply whose only content block is `text`."""
+        usage = {"input_tokens": input_tokens, "output_tokens": output_tokens}
+        body = {"type": "message", "role": "assistant", "content": [{"type": "text", "text": text}],
+                "stop_reason": "end_turn", "stop_sequence": None, "usage": usage}
+        with self._lock:
+            self._replies.append(_Reply(200, body))
+
+    def queue_error(self, status: int, body: JSON | None = None,
+                    headers: dict[str, str] | None = None) -> None:
+        """Queue an error reply (default body: Anthropic's error shape for `status`).
+
+        `headers` such as `{"retry-after-ms": "1"}` or `{"x-should-retry": "false"}` steer the
+        SDK's own retries.
+        """
+        with self._lock:
+            self._replies.append(_Reply(status, body or error_body(status), headers or {}))
+
+    @property
+    def pending(self) -> int:
+        """How many queued replies have not been served yet."""
+        with self._lock:
+            return len(self._replies)
+
+    def handle(self, path: str, request: JSON, headers: dict[str, str]) -> _Reply:
+        """Record one request and pick its reply."""
+        with self._lock:
+            self.requests.append(request)
+            self.headers.append(headers)
+            self._count += 1
+            if path.rstrip("/") != "/v1/messages":
+                return _Reply(404, error_body(404, f"no route for {path}"))
+            if not self._replies:
+                return _Reply(500, error_body(500, "no reply queued"), {"x-should-retry": "false"})
+            reply = self._replies.popleft()
+        if reply.status == 200:
+            body = {"id": f"msg_fake_{self._count}", "model": request.get("model", "fake"),
+                    **reply.body}
+            return _Reply(200, body, reply.headers)
+        return reply
+
+
+def _stream_events(message: JSON) -> list[tuple[str, JSON]]:
+    """The server-sent events the SDK expects for a streamed `message`."""
+    start = {**message, "content": [], "stop_reason": None,
+             "usage": {"input_tokens": message["usage"]["input_tokens"], "output_tokens": 0}}
+    events: list[tuple[str, JSON]] = [("message_start", {"message": start})]
+    for index, block in enumerate(message["content"]):
+        delta = {"type": "text_delta", "text": block["text"]}
+        empty = {"type": "text", "text": ""}
+        events += [
+            ("content_block_start", {"index": index, "content_block": empty}),
+            ("content_block_delta", {"index": index, "delta": delta}),
+            ("content_block_stop", {"index": index}),
+        ]
+    stop = {"stop_reason": message["stop_reason"], "stop_sequence": None}
+    usage = {"output_tokens": message["usage"]["output_tokens"]}
+    events += [
+        ("message_delta", {"delta": stop, "usage": usage}),
+        ("message_stop", {}),
+    ]
+    return events
+
+
+def _make_handler(fake: FakeMessagesAPI) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            request: JSON = json.loads(self.rfile.read(length) or b"{}")
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            reply = fake.handle(urlsplit(self.path).path, request, headers)
+            if reply.status == 200 and request.get("stream"):
+                chunks = [f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n"
+                          for name, data in _stream_events(reply.body)]
+                self._send(200, "".join(chunks).encode(), "text/event-stream", reply.headers)
+            else:
+                self._send(reply.status, json.dumps(reply.body).encode(), "application/json",
+                           reply.headers)
+
+        def _send(self, status: int, data: bytes, content_type: str,
+                  headers: dict[str, str]) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("request-id", "req_fake")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Keep test output quiet."""
+
+    return Handler

@@ -1,0 +1,291 @@
+"""Agents: what a task asks to do the thinking.
+
+Every agent takes a prompt and, when given a pydantic model as ``output``,
+returns a validated instance of it, so a task's return value is typed and
+checkpointable. ``ClaudeAgent`` calls the Messages API with structured
+output; ``ClaudeCodeAgent`` drives the ``claude`` CLI in the workflow's
+directory (it can edit files there); ``ScriptedAgent`` answers offline from
+prepared replies, for the demo, for tests and for trying a workflow's shape
+before spending tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
+
+from pydantic import BaseModel, ValidationError
+
+from workflows.current import current_task
+from workflows.errors import WorkflowError
+
+if TYPE_CHECKING:
+    import anthropic
+
+M = TypeVar("M", bound=BaseModel)
+DEFAULT_MODEL = "claude-sonnet-4-5"
+
+# A prepared reply: a value (dict, model, str), an exception to raise, or a
+# function of the prompt returning either.
+Reply = Any
+
+
+class AgentError(WorkflowError):
+    """An agent could not produce a usable answer."""
+
+
+class Agent(Protocol):
+    """Anything that turns a prompt into text, or into a validated ``output`` model."""
+
+    @overload
+    def run(self, prompt: str, *, output: type[M]) -> M: ...
+
+    @overload
+    def run(self, prompt: str, *, output: None = None) -> str: ...
+
+    def run(self, prompt: str, *, output: type[M] | None = None) -> M | str: ...
+
+
+def _coerce(value: Any, output: type[M] | None) -> M | str:
+    """Turn a prepared or parsed value into what the caller asked for."""
+    if output is None:
+        return value if isinstance(value, str) else json.dumps(value)
+    if isinstance(value, output):
+        return value
+    if isinstance(value, str):
+        return output.model_validate_json(value)
+    if isinstance(value, BaseModel):
+        return output.model_validate(value.model_dump())
+    return output.model_validate(value)
+
+
+class ScriptedAgent:
+    """Offline agent: replies prepared per task id, in call order.
+
+    ``replies["review"] = [first, second, ...]`` answers the first call of the
+    task ``review`` in a run with ``first`` and so on; the last one repeats.
+    ``delay`` seconds of pretend thinking make a demo look like real work.
+    """
+
+    def __init__(
+        self, replies: Mapping[str, Reply | Sequence[Reply]], *, delay: float = 0.0
+    ) -> None:
+        self.replies = dict(replies)
+        self.delay = delay
+        self.prompts: list[tuple[str, str]] = []  # (task id, prompt), for inspection
+
+    @overload
+    def run(self, prompt: str, *, output: type[M]) -> M: ...
+
+    @overload
+    def run(self, prompt: str, *, output: None = None) -> str: ...
+
+    def run(self, prompt: str, *, output: type[M] | None = None) -> M | str:
+        call = current_task()
+        task_id = call.task_id if call else "default"
+        if task_id not in self.replies:
+            raise AgentError(f"ScriptedAgent has no reply for task {task_id!r}")
+        self.prompts.append((task_id, prompt))
+        prepared = self.replies[task_id]
+        if isinstance(prepared, list | tuple):
+            prepared = prepared[min(call.occurrence if call else 0, len(prepared) - 1)]
+        if self.delay:
+            time.sleep(self.delay)
+        if callable(prepared) and not isinstance(prepared, type):
+            prepared = prepared(prompt)
+        if isinstance(prepared, BaseException):
+            raise prepared
+        return _coerce(prepared, output)
+
+
+class ClaudeAgent:
+    """The Messages API, with structured output parsed into the task's pydantic model.
+
+    API errors (429, 5xx, 529 overloaded) are retried by the SDK
+    (``max_retries``) and after that by the task's own retries. A reply that
+    does not validate is asked for again ``validation_retries`` times, then
+    raised as ``AgentError`` naming the model and the first problem.
+    """
+
+    def __init__(
+        self,
+        *,
+        system: str | None = None,
+        model: str | None = None,
+        max_tokens: int = 4096,
+        validation_retries: int = 1,
+        max_retries: int = 2,
+        client: anthropic.Anthropic | None = None,
+    ) -> None:
+        self.system = system
+        self.model = model or os.environ.get("ANTHROPIC_MODEL") or DEFAULT_MODEL
+        self.max_tokens = max_tokens
+        self.validation_retries = validation_retries
+        self.max_retries = max_retries
+        self._client = client
+
+    @property
+    def client(self) -> anthropic.Anthropic:
+        if self._client is None:
+            import anthropic
+
+            # Reads ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL from the environment.
+            self._client = anthropic.Anthropic(max_retries=self.max_retries)
+        return self._client
+
+    def _request(self, prompt: str) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "messages": [{"role": "user", "content": prompt}],
+        }
+        if self.system:
+            request["system"] = self.system
+        return request
+
+    @overload
+    def run(self, prompt: str, *, output: type[M]) -> M: ...
+
+    @overload
+    def run(self, prompt: str, *, output: None = None) -> str: ...
+
+    def run(self, prompt: str, *, output: type[M] | None = None) -> M | str:
+        if output is None:
+            message = self.client.messages.create(**self._request(prompt))
+            return "".join(block.text for block in message.content if block.type == "text")
+        problem: Exception | None = None
+        for _ in range(self.validation_retries + 1):
+            try:
+                parsed = self.client.messages.parse(**self._request(prompt), output_format=output)
+            except ValidationError as exc:
+                problem = exc
+                continue
+            if parsed.parsed_output is not None:
+                return parsed.parsed_output
+            problem = AgentError("the reply held no text to parse")
+        raise AgentError(
+            f"reply did not validate as {output.__name__} after "
+            f"{self.validation_retries + 1} tries: {_first_line(problem)}"
+        )
+
+
+def _first_line(problem: Exception | None) -> str:
+    if isinstance(problem, ValidationError):
+        first = problem.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "reply"
+        return f"{where}: {first['msg']}"
+    return str(problem)
+
+
+_JSON_BLOCK = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
+
+
+def _extract_json(text: str) -> str:
+    """The JSON object in a free-text reply: a fenced block, else the outermost braces."""
+    fenced = _JSON_BLOCK.search(text)
+    if fenced:
+        return fenced.group(1)
+    start, end = text.find("{"), text.rfind("}")
+    if start == -1 or end < start:
+        raise AgentError(f"no JSON object in the reply: {text[:200]!r}")
+    return text[start : end + 1]
+
+
+class ClaudeCodeAgent:
+    """The ``claude`` CLI run non-interactively (``-p --output-format json``) in ``cwd``.
+
+    Unlike ``ClaudeAgent`` it can read and edit the repository it runs in.
+    For structured output the model's JSON schema is put in the prompt and the
+    JSON object in the reply is validated.
+    """
+
+    def __init__(
+        self,
+        *,
+        system: str | None = None,
+        model: str | None = None,
+        cwd: Path | None = None,
+        timeout: float = 3600.0,
+        executable: str = "claude",
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.system = system
+        self.model = model
+        self.cwd = cwd
+        self.timeout = timeout
+        self.executable = executable
+        self.extra_args = tuple(extra_args)
+
+    @staticmethod
+    def available(executable: str = "claude") -> bool:
+        """Whether the CLI is on PATH; workflows fall back to another agent when not."""
+        return shutil.which(executable) is not None
+
+    def _argv(self, prompt: str) -> list[str]:
+        argv = [self.executable, "-p", prompt, "--output-format", "json"]
+        if self.model:
+            argv += ["--model", self.model]
+        if self.system:
+            argv += ["--append-system-prompt", self.system]
+        return argv + list(self.extra_args)
+
+    @overload
+    def run(self, prompt: str, *, output: type[M]) -> M: ...
+
+    @overload
+    def run(self, prompt: str, *, output: None = None) -> str: ...
+
+    def run(self, prompt: str, *, output: type[M] | None = None) -> M | str:
+        if output is not None:
+            schema = json.dumps(output.model_json_schema())
+            prompt = f"{prompt}\n\nAnswer with one JSON object matching this JSON schema:\n{schema}"
+        if not self.available(self.executable):
+            raise AgentError(
+                f"{self.executable!r} is not on PATH; install Claude Code or use ClaudeAgent"
+            )
+        completed = subprocess.run(
+            self._argv(prompt),
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=self.timeout,
+            check=False,
+        )
+        if completed.returncode != 0:
+            raise AgentError(
+                f"claude exited {completed.returncode}: {completed.stderr.strip()[-500:]}"
+            )
+        try:
+            envelope = json.loads(completed.stdout)
+        except json.JSONDecodeError as exc:
+            raise AgentError(f"claude printed no JSON result: {completed.stdout[:200]!r}") from exc
+        if envelope.get("is_error"):
+            raise AgentError(f"claude reported an error: {envelope.get('result')}")
+        text = str(envelope.get("result", ""))
+        if output is None:
+            return text
+        try:
+            return output.model_validate_json(_extract_json(text))
+        except ValidationError as exc:
+            raise AgentError(
+                f"claude's reply did not validate as {output.__name__}: {_first_line(exc)}"
+            ) from exc
+
+
+def default_agent(
+    offline: Mapping[str, Reply | Sequence[Reply]], *, system: str | None = None, delay: float = 0.0
+) -> Agent:
+    """``ClaudeAgent`` when ``ANTHROPIC_API_KEY`` is set, else a ``ScriptedAgent`` over ``offline``.
+
+    The bundled examples use it so they run anywhere, and for real with a key.
+    """
+    if os.environ.get("ANTHROPIC_API_KEY"):
+        return ClaudeAgent(system=system)
+    return ScriptedAgent(offline, delay=delay)

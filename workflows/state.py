@@ -1,0 +1,115 @@
+"""Writing the state-table contract from inside a workflow process.
+
+The supervisor judges a workflow only by this table, so the writes must never
+be what kills the workflow: a locked or read-only database is logged and
+counted, then the workflow goes on. The heartbeat comes from its own thread
+with its own connection, so it keeps beating while a task blocks for minutes
+on an agent.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from pathlib import Path
+
+from workflows.contract import (
+    HEARTBEAT_KEY,
+    LAST_ERROR_KEY,
+    STATE_TABLE_DDL,
+    STATUS_KEY,
+    SUMMARY_KEY,
+    UPSERT_STATE_SQL,
+    Status,
+    format_timestamp,
+)
+
+log = logging.getLogger(__name__)
+
+# Short, so a database held locked by someone else delays a write by at most this.
+BUSY_TIMEOUT_SECONDS = 2.0
+
+
+def open_state_db(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) a workflow database in WAL mode with the state table."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+    )
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute(STATE_TABLE_DDL)
+    return connection
+
+
+class StateWriter:
+    """Best-effort writer of the contract keys; ``failures`` counts writes that did not land."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.failures = 0
+        self._lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._connection is None:
+            self._connection = open_state_db(self.path)
+        return self._connection
+
+    def set(self, key: str, value: str) -> bool:
+        """Write one key; returns False (and logs) instead of raising when the write fails."""
+        with self._lock:
+            try:
+                self._connect().execute(UPSERT_STATE_SQL, (key, value))
+            except sqlite3.Error as exc:
+                self.failures += 1
+                log.warning("state write %s failed (%d so far): %s", key, self.failures, exc)
+                return False
+            return True
+
+    def status(self, status: Status) -> bool:
+        return self.set(STATUS_KEY, status)
+
+    def summary(self, text: str) -> bool:
+        return self.set(SUMMARY_KEY, text)
+
+    def error(self, text: str) -> bool:
+        return self.set(LAST_ERROR_KEY, text)
+
+    def heartbeat(self) -> bool:
+        return self.set(HEARTBEAT_KEY, format_timestamp())
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+
+class Heartbeat:
+    """A daemon thread that writes ``supervisor.heartbeat`` every ``interval`` seconds."""
+
+    def __init__(self, path: Path, interval: float) -> None:
+        self._writer = StateWriter(path)
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+
+    @property
+    def failures(self) -> int:
+        return self._writer.failures
+
+    def start(self) -> None:
+        self._writer.heartbeat()
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._writer.heartbeat()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        self._writer.close()
