@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from supervisor.bus import Subscription
-from supervisor.events import Event, WorkflowStatus
+from supervisor.control import EventRecord
+from supervisor.events import WorkflowStatus
 
 
 class SupervisorError(Exception):
@@ -53,7 +54,7 @@ class SupervisorAPI(Protocol):
         """The last ``lines`` lines of the workflow's log, oldest first."""
         ...
 
-    async def recent_events(self, name: str, limit: int = 10) -> list[Event]:
+    async def recent_events(self, name: str, limit: int = 10) -> list[EventRecord]:
         """The latest events of one workflow from the control DB, newest first."""
         ...
 

@@ -24,7 +24,7 @@ ProcessState = Literal[
     "gave_up",  # too many restarts; waits for a manual start
 ]
 IncidentCause = Literal["crash", "hang"]
-RestartReason = Literal["crash", "hang", "manual", "reload"]
+RestartReason = Literal["crash", "hang", "exit", "manual", "reload"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +148,10 @@ class Restarted(Event):
 
     @property
     def detail(self) -> str:
-        return f"{self.reason}, attempt {self.attempt}/{self.max_attempts}"
+        pid = f" as pid {self.pid}" if self.pid else ""
+        if self.incident is None:
+            return f"{self.reason} restart{pid}"
+        return f"after {self.reason}, attempt {self.attempt}/{self.max_attempts}{pid}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

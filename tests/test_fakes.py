@@ -41,11 +41,17 @@ async def test_send_edit_and_commands_round_trip(fake: FakeBotAPI) -> None:
     markup = InlineKeyboardMarkup([[InlineKeyboardButton("Restart", callback_data="restart:a")]])
     async with _bot(fake) as bot:
         assert bot.username == "test_bot"
-        sent = await bot.send_message(-100, "<b>down</b> &amp; out", parse_mode=ParseMode.HTML,
-                                      reply_markup=markup, message_thread_id=7)
+        sent = await bot.send_message(
+            -100,
+            "<b>down</b> &amp; out",
+            parse_mode=ParseMode.HTML,
+            reply_markup=markup,
+            message_thread_id=7,
+        )
         assert sent.chat.type == "group"
-        edited = await bot.edit_message_text("<i>up</i>", chat_id=-100, message_id=sent.message_id,
-                                             parse_mode=ParseMode.HTML)
+        edited = await bot.edit_message_text(
+            "<i>up</i>", chat_id=-100, message_id=sent.message_id, parse_mode=ParseMode.HTML
+        )
         assert not isinstance(edited, bool)
         assert edited.text == "<i>up</i>"
         await bot.set_my_commands([("status", "Show status")])
@@ -57,14 +63,24 @@ async def test_send_edit_and_commands_round_trip(fake: FakeBotAPI) -> None:
     assert record.reply_markup is None  # an edit without markup drops the keyboard, like Telegram
     assert fake.commands == [{"command": "status", "description": "Show status"}]
     assert [name for name, _ in fake.calls] == [
-        "getMe", "sendMessage", "editMessageText", "setMyCommands", "getMyCommands"]
+        "getMe",
+        "sendMessage",
+        "editMessageText",
+        "setMyCommands",
+        "getMyCommands",
+    ]
     assert fake.calls[1][1]["reply_markup"] == markup.to_dict()
 
 
 async def test_updates_carry_commands_and_callbacks(fake: FakeBotAPI) -> None:
     async with _bot(fake) as bot:
-        sent = await bot.send_message(42, "alert", reply_markup=InlineKeyboardMarkup(
-            [[InlineKeyboardButton("Tail", callback_data="tail:a")]]))
+        sent = await bot.send_message(
+            42,
+            "alert",
+            reply_markup=InlineKeyboardMarkup(
+                [[InlineKeyboardButton("Tail", callback_data="tail:a")]]
+            ),
+        )
         first = fake.add_message("/status alpha", chat_id=42, user_id=7, date=1_700_000_000)
         fake.add_callback("tail:a", chat_id=42, user_id=7, message_id=sent.message_id)
         message_update, callback_update = await bot.get_updates(offset=first, timeout=1)
@@ -121,8 +137,12 @@ def test_fail_ratio_is_deterministic() -> None:
     for _ in range(2):
         server = FakeBotAPI()  # handle() needs no socket
         server.fail_ratio("sendMessage", 0.5, seed=3)
-        outcomes.append([server.handle("/bot123:TEST/sendMessage", {"chat_id": "1", "text": "a"})[0]
-                         for _ in range(20)])
+        outcomes.append(
+            [
+                server.handle("/bot123:TEST/sendMessage", {"chat_id": "1", "text": "a"})[0]
+                for _ in range(20)
+            ]
+        )
     assert outcomes[0] == outcomes[1]
     assert 3 < outcomes[0].count(500) < 17
     assert set(outcomes[0]) == {200, 500}
@@ -143,8 +163,9 @@ def test_messages_api_reply_errors_and_stream(messages_api: FakeMessagesAPI) -> 
     client = anthropic.Anthropic(base_url=messages_api.base_url, api_key="x", max_retries=0)
     messages_api.queue_reply("Hello there")
     messages_api.queue_error(529)
-    reply = client.messages.create(model="claude-test", max_tokens=10,
-                                   messages=[{"role": "user", "content": "hi"}])
+    reply = client.messages.create(
+        model="claude-test", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+    )
     assert reply.content[0].type == "text"
     assert reply.content[0].text == "Hello there"
     assert (reply.model, reply.usage.output_tokens) == ("claude-test", 5)
@@ -155,7 +176,6 @@ def test_messages_api_reply_errors_and_stream(messages_api: FakeMessagesAPI) -> 
     assert messages_api.requests[0]["messages"] == [{"role": "user", "content": "hi"}]
     assert "anthropic-version" in messages_api.headers[0]
     messages_api.queue_reply("streamed")
-    with client.messages.stream(model="m", max_tokens=10,
-                                messages=[USER_X]) as stream:
+    with client.messages.stream(model="m", max_tokens=10, messages=[USER_X]) as stream:
         assert stream.get_final_text() == "streamed"
     assert messages_api.requests[-1]["stream"] is True

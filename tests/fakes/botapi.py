@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -30,9 +31,38 @@ _STRING_FIELDS = frozenset(
     {"text", "parse_mode", "callback_query_id", "url", "inline_message_id", "language_code"}
 )
 _HTML_TAGS = frozenset(
-    {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a",
-     "code", "pre", "blockquote", "tg-emoji"}
+    {
+        "b",
+        "strong",
+        "i",
+        "em",
+        "u",
+        "ins",
+        "s",
+        "strike",
+        "del",
+        "span",
+        "tg-spoiler",
+        "a",
+        "code",
+        "pre",
+        "blockquote",
+        "tg-emoji",
+    }
 )
+
+
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A threaded server that does not print a traceback when a client hangs up mid-reply.
+
+    That is routine here: PTB cancels its long-poll getUpdates when an Updater stops.
+    """
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class BotAPIError(Exception):
@@ -142,15 +172,14 @@ class FakeBotAPI:
         self._ratios: dict[str | None, tuple[float, random.Random]] = {}
         self._down = False
         self._stopping = False
-        self._server: ThreadingHTTPServer | None = None
+        self._server: QuietHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> FakeBotAPI:
         self._stopping = False
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        self._server.daemon_threads = True
+        self._server = QuietHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.01,), daemon=True
         )
@@ -214,16 +243,27 @@ class FakeBotAPI:
         """Queue a press of an inline button with `data` on message `message_id`."""
         with self._cond:
             record = self._find(chat_id, message_id)
-            message = self._message(message_id, chat_id, record.text if record else "",
-                                    self.bot_user, record.date if record else None)
+            message = self._message(
+                message_id,
+                chat_id,
+                record.text if record else "",
+                self.bot_user,
+                record.date if record else None,
+            )
             if record is not None and record.reply_markup is not None:
                 message["reply_markup"] = record.reply_markup
-            query = {"id": str(self._next_update_id), "from": _user(user_id),
-                     "chat_instance": str(chat_id), "data": data, "message": message}
+            query = {
+                "id": str(self._next_update_id),
+                "from": _user(user_id),
+                "chat_instance": str(chat_id),
+                "data": data,
+                "message": message,
+            }
             return self._push_update({"callback_query": query})
 
-    def fail_next(self, method: str | None, status: int, retry_after: int | None = None,
-                  count: int = 1) -> None:
+    def fail_next(
+        self, method: str | None, status: int, retry_after: int | None = None, count: int = 1
+    ) -> None:
         """Make the next `count` calls of `method` (any method if None) fail with `status`."""
         with self._cond:
             self._failures.append(_Failure(method, status, retry_after, count))
@@ -243,15 +283,18 @@ class FakeBotAPI:
 
     # -- waiting -----------------------------------------------------------------------------
 
-    def sent_matching(self, predicate: Callable[[SentMessage], bool] | None = None
-                      ) -> list[SentMessage]:
+    def sent_matching(
+        self, predicate: Callable[[SentMessage], bool] | None = None
+    ) -> list[SentMessage]:
         with self._cond:
             return [m for m in self.sent if predicate is None or predicate(m)]
 
-    async def wait_for_sent(self, predicate: Callable[[SentMessage], bool] | None = None,
-                            count: int = 1,
-                            timeout: float = 5.0,  # noqa: ASYNC109 - a deadline for polling
-                            ) -> list[SentMessage]:
+    async def wait_for_sent(
+        self,
+        predicate: Callable[[SentMessage], bool] | None = None,
+        count: int = 1,
+        timeout: float = 5.0,  # noqa: ASYNC109 - a deadline for polling
+    ) -> list[SentMessage]:
         """Poll until at least `count` sent messages match `predicate`; return the matches."""
         deadline = time.monotonic() + timeout
         while len(found := self.sent_matching(predicate)) < count:
@@ -260,8 +303,12 @@ class FakeBotAPI:
             await asyncio.sleep(0.01)
         return found
 
-    def wait_for_sent_sync(self, predicate: Callable[[SentMessage], bool] | None = None,
-                           count: int = 1, timeout: float = 5.0) -> list[SentMessage]:
+    def wait_for_sent_sync(
+        self,
+        predicate: Callable[[SentMessage], bool] | None = None,
+        count: int = 1,
+        timeout: float = 5.0,
+    ) -> list[SentMessage]:
         """Blocking twin of `wait_for_sent`, for sync tests and threads."""
         deadline = time.monotonic() + timeout
         while len(found := self.sent_matching(predicate)) < count:
@@ -337,8 +384,9 @@ class FakeBotAPI:
         with self._cond:
             if offset:
                 self._updates = [u for u in self._updates if u["update_id"] >= offset]
-            self._cond.wait_for(lambda: self._updates or self._stopping,
-                                timeout=float(params.get("timeout", 0)))
+            self._cond.wait_for(
+                lambda: self._updates or self._stopping, timeout=float(params.get("timeout", 0))
+            )
             return list(self._updates[:limit])
 
     def _send_message(self, params: JSON) -> JSON:
@@ -347,8 +395,11 @@ class FakeBotAPI:
         chat_id = int(params["chat_id"])
         thread_id = params.get("message_thread_id")
         record = SentMessage(
-            message_id=self._take_message_id(), chat_id=chat_id, text=text,
-            parse_mode=parse_mode, reply_markup=params.get("reply_markup"),
+            message_id=self._take_message_id(),
+            chat_id=chat_id,
+            text=text,
+            parse_mode=parse_mode,
+            reply_markup=params.get("reply_markup"),
             message_thread_id=int(thread_id) if thread_id is not None else None,
             date=int(time.time()),
         )
@@ -362,9 +413,12 @@ class FakeBotAPI:
         text, markup = str(params.get("text", "")), params.get("reply_markup")
         check_text(text, params.get("parse_mode"))
         if text == record.text and markup == record.reply_markup:
-            raise BotAPIError(400, "Bad Request: message is not modified: specified new message "
-                              "content and reply markup are exactly the same as a current content "
-                              "and reply markup of the message")
+            raise BotAPIError(
+                400,
+                "Bad Request: message is not modified: specified new message "
+                "content and reply markup are exactly the same as a current content "
+                "and reply markup of the message",
+            )
         record.text, record.reply_markup = text, markup
         record.parse_mode = params.get("parse_mode")
         record.edits.append(text)
@@ -401,16 +455,23 @@ class FakeBotAPI:
                 return record
         return None
 
-    def _message(self, message_id: int, chat_id: int, text: str, sender: JSON,
-                 date: int | None) -> JSON:
+    def _message(
+        self, message_id: int, chat_id: int, text: str, sender: JSON, date: int | None
+    ) -> JSON:
         chat: JSON = {"id": chat_id, "type": "private" if chat_id > 0 else "group"}
         chat["first_name" if chat_id > 0 else "title"] = f"Chat {chat_id}"
-        return {"message_id": message_id, "date": int(time.time()) if date is None else date,
-                "chat": chat, "from": sender, "text": text}
+        return {
+            "message_id": message_id,
+            "date": int(time.time()) if date is None else date,
+            "chat": chat,
+            "from": sender,
+            "text": text,
+        }
 
     def _record_message(self, record: SentMessage) -> JSON:
-        message = self._message(record.message_id, record.chat_id, record.text,
-                                self.bot_user, record.date)
+        message = self._message(
+            record.message_id, record.chat_id, record.text, self.bot_user, record.date
+        )
         if record.reply_markup is not None:
             message["reply_markup"] = record.reply_markup
         if record.message_thread_id is not None:
@@ -425,8 +486,9 @@ def _user(user_id: int) -> JSON:
 def _failure_error(status: int, retry_after: int | None) -> BotAPIError:
     if status == 429:
         seconds = 1 if retry_after is None else retry_after
-        return BotAPIError(429, f"Too Many Requests: retry after {seconds}",
-                           {"retry_after": seconds})
+        return BotAPIError(
+            429, f"Too Many Requests: retry after {seconds}", {"retry_after": seconds}
+        )
     return BotAPIError(status, HTTPStatus(status).phrase)
 
 

@@ -12,10 +12,12 @@ import json
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.fakes.botapi import QuietHTTPServer
 
 JSON = dict[str, Any]
 _ERROR_TYPES = {
@@ -52,12 +54,11 @@ class FakeMessagesAPI:
         self._replies: deque[_Reply] = deque()
         self._lock = threading.Lock()
         self._count = 0
-        self._server: ThreadingHTTPServer | None = None
+        self._server: QuietHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> FakeMessagesAPI:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        self._server.daemon_threads = True
+        self._server = QuietHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.01,), daemon=True
         )
@@ -93,13 +94,20 @@ class FakeMessagesAPI:
     def queue_reply(self, text: str, input_tokens: int = 10, output_tokens: int = 5) -> None:
         """Queue a successful assistant reply whose only content block is `text`."""
         usage = {"input_tokens": input_tokens, "output_tokens": output_tokens}
-        body = {"type": "message", "role": "assistant", "content": [{"type": "text", "text": text}],
-                "stop_reason": "end_turn", "stop_sequence": None, "usage": usage}
+        body = {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": usage,
+        }
         with self._lock:
             self._replies.append(_Reply(200, body))
 
-    def queue_error(self, status: int, body: JSON | None = None,
-                    headers: dict[str, str] | None = None) -> None:
+    def queue_error(
+        self, status: int, body: JSON | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         """Queue an error reply (default body: Anthropic's error shape for `status`).
 
         `headers` such as `{"retry-after-ms": "1"}` or `{"x-should-retry": "false"}` steer the
@@ -126,16 +134,23 @@ class FakeMessagesAPI:
                 return _Reply(500, error_body(500, "no reply queued"), {"x-should-retry": "false"})
             reply = self._replies.popleft()
         if reply.status == 200:
-            body = {"id": f"msg_fake_{self._count}", "model": request.get("model", "fake"),
-                    **reply.body}
+            body = {
+                "id": f"msg_fake_{self._count}",
+                "model": request.get("model", "fake"),
+                **reply.body,
+            }
             return _Reply(200, body, reply.headers)
         return reply
 
 
 def _stream_events(message: JSON) -> list[tuple[str, JSON]]:
     """The server-sent events the SDK expects for a streamed `message`."""
-    start = {**message, "content": [], "stop_reason": None,
-             "usage": {"input_tokens": message["usage"]["input_tokens"], "output_tokens": 0}}
+    start = {
+        **message,
+        "content": [],
+        "stop_reason": None,
+        "usage": {"input_tokens": message["usage"]["input_tokens"], "output_tokens": 0},
+    }
     events: list[tuple[str, JSON]] = [("message_start", {"message": start})]
     for index, block in enumerate(message["content"]):
         delta = {"type": "text_delta", "text": block["text"]}
@@ -162,15 +177,19 @@ def _make_handler(fake: FakeMessagesAPI) -> type[BaseHTTPRequestHandler]:
             headers = {name.lower(): value for name, value in self.headers.items()}
             reply = fake.handle(urlsplit(self.path).path, request, headers)
             if reply.status == 200 and request.get("stream"):
-                chunks = [f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n"
-                          for name, data in _stream_events(reply.body)]
+                chunks = [
+                    f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n"
+                    for name, data in _stream_events(reply.body)
+                ]
                 self._send(200, "".join(chunks).encode(), "text/event-stream", reply.headers)
             else:
-                self._send(reply.status, json.dumps(reply.body).encode(), "application/json",
-                           reply.headers)
+                self._send(
+                    reply.status, json.dumps(reply.body).encode(), "application/json", reply.headers
+                )
 
-        def _send(self, status: int, data: bytes, content_type: str,
-                  headers: dict[str, str]) -> None:
+        def _send(
+            self, status: int, data: bytes, content_type: str, headers: dict[str, str]
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))

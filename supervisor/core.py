@@ -1,0 +1,579 @@
+"""The supervisor: keeps every configured workflow alive and says what happened.
+
+Process exits are awaited (reported the moment they happen); heartbeats,
+errors and status changes come from cheap periodic reads of each state
+table, scheduled with APScheduler. Every decision is published as a typed
+event on the bus and recorded in the control DB. Nothing a workflow does
+(or fails to do) may raise out of here: it becomes an event instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import timedelta
+from typing import TypeVar
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.exc import SQLAlchemyError
+
+from supervisor.api import SupervisorError, UnknownWorkflow
+from supervisor.bus import EventBus, Subscription
+from supervisor.config import ResolvedWorkflow
+from supervisor.control import ControlDB, EventRecord, Memory
+from supervisor.events import (
+    Crashed,
+    Digest,
+    ErrorReported,
+    Event,
+    Finished,
+    GaveUp,
+    Hung,
+    IncidentCause,
+    Paused,
+    Recovered,
+    Reloaded,
+    Restarted,
+    RestartReason,
+    Resumed,
+    Started,
+    StatusChanged,
+    Stopped,
+    WorkflowStatus,
+)
+from supervisor.logs import LogWriter, tail
+from supervisor.pidfiles import reap_stale
+from supervisor.policy import Decision, ExitCause, decide
+from supervisor.process import Exit, WorkflowProcess, forget
+from supervisor.reload import watch_scripts
+from supervisor.runtime import Incident, Runtime, utcnow
+from supervisor.settings import SupervisorSettings
+from supervisor.statedb import StateSnapshot, file_signature, read_state, write_paused
+
+log = logging.getLogger("supervisor")
+IncidentEvent = TypeVar("IncidentEvent", Crashed, Hung)
+CRASH_LOG_LINES = 20
+
+
+class Supervisor:
+    """Implements ``SupervisorAPI`` over real processes; ``startup()`` then ``shutdown()``."""
+
+    def __init__(self, settings: SupervisorSettings, workflows: Sequence[ResolvedWorkflow]) -> None:
+        self.settings = settings
+        self.bus = EventBus()
+        self._workflows = list(workflows)
+        self._runtimes: dict[str, Runtime] = {}
+        self._control: ControlDB | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @property
+    def names(self) -> Sequence[str]:
+        return [workflow.name for workflow in self._workflows]
+
+    async def startup(self) -> None:
+        """Open the control DB, end groups a killed predecessor left, start the workflows."""
+        self._control = ControlDB(self.settings.control_db_url)
+        remembered = self._control.load_memory()
+        ended = await reap_stale(self.settings.run_dir, self.settings.stop_grace_seconds)
+        for name in ended:
+            log.warning("ended %s left running by an earlier supervisor", name)
+        for workflow in self._workflows:
+            runtime = Runtime(
+                workflow=workflow,
+                log=LogWriter(
+                    self.settings.logs_dir / f"{workflow.name}.log",
+                    self.settings.log_max_bytes,
+                    self.settings.log_backups,
+                ),
+                memory=remembered.get(workflow.name) or Memory(),
+            )
+            self._runtimes[workflow.name] = runtime
+            self._refresh(runtime)
+            if workflow.name not in remembered:
+                # First sight of this workflow: what its database already holds is history.
+                runtime.memory.last_error_seen = runtime.snapshot.last_error
+                runtime.memory.last_status_seen = runtime.snapshot.status
+                self._remember(runtime)
+            if runtime.snapshot.paused or runtime.memory.paused:
+                runtime.state = "paused"
+        self._start_jobs()
+        for runtime in self._runtimes.values():
+            if runtime.workflow.autostart and runtime.state != "paused":
+                async with runtime.lock:
+                    await self._spawn(runtime)
+        watched = {
+            rt.name: rt.workflow.watch_paths
+            for rt in self._runtimes.values()
+            if rt.workflow.watch_paths
+        }
+        if watched:
+            self._watcher = asyncio.create_task(
+                watch_scripts(watched, self.settings.reload_debounce_seconds, self._reload)
+            )
+
+    def _start_jobs(self) -> None:
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+        scheduler.add_job(
+            self._check, "interval", seconds=self.settings.check_interval_seconds, **common
+        )
+        scheduler.add_job(
+            self._poll, "interval", seconds=self.settings.error_poll_seconds, **common
+        )
+        if self.settings.status_interval_seconds > 0:
+            scheduler.add_job(
+                self._digest, "interval", seconds=self.settings.status_interval_seconds, **common
+            )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    async def shutdown(self) -> None:
+        """Stop every workflow gracefully (their runs resume next time), then close."""
+        self._stopping = True
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        if self._watcher is not None:
+            self._watcher.cancel()
+        for runtime in self._runtimes.values():
+            runtime.cancel_restart()
+        await asyncio.gather(
+            *(
+                self._stop(rt, "supervisor shutting down")
+                for rt in self._runtimes.values()
+                if rt.process
+            )
+        )
+        for runtime in self._runtimes.values():
+            runtime.log.close()
+        self.bus.close()
+        if self._control is not None:
+            self._control.close()
+
+    # -- the API the bot uses --------------------------------------------------
+
+    def events(self) -> Subscription:
+        return self.bus.subscribe()
+
+    def _get(self, name: str) -> Runtime:
+        runtime = self._runtimes.get(name)
+        if runtime is None:
+            raise UnknownWorkflow(name, self.names)
+        return runtime
+
+    async def status(self, name: str | None = None) -> list[WorkflowStatus]:
+        now = utcnow()
+        if name is not None:
+            return [self._get(name).status(now)]
+        return [rt.status(now) for rt in self._runtimes.values()]
+
+    async def tail(self, name: str, lines: int) -> list[str]:
+        runtime = self._get(name)
+        return await asyncio.to_thread(tail, runtime.log.path, lines)
+
+    async def recent_events(self, name: str, limit: int = 10) -> list[EventRecord]:
+        self._get(name)
+        assert self._control is not None
+        return await asyncio.to_thread(self._control.recent, name, limit)
+
+    async def start(self, name: str) -> WorkflowStatus:
+        runtime = self._get(name)
+        async with runtime.lock:
+            if runtime.process is not None:
+                raise SupervisorError(f"{name} is already running (pid {runtime.process.pid})")
+            if runtime.state == "paused":
+                raise SupervisorError(f"{name} is paused; resume it instead")
+            self._reset_attempts(runtime)
+            await self._spawn(runtime)
+        return runtime.status(utcnow())
+
+    async def stop(self, name: str) -> WorkflowStatus:
+        runtime = self._get(name)
+        async with runtime.lock:
+            if runtime.process is None and runtime.restart_task is None:
+                raise SupervisorError(f"{name} is not running ({runtime.state})")
+            runtime.cancel_restart()
+            await self._stop(runtime, "requested")
+            runtime.state = "stopped"
+        return runtime.status(utcnow())
+
+    async def restart(self, name: str) -> WorkflowStatus:
+        runtime = self._get(name)
+        async with runtime.lock:
+            if runtime.state == "paused":
+                raise SupervisorError(f"{name} is paused; resume it instead")
+            await self._restart_now(runtime, "manual")
+        return runtime.status(utcnow())
+
+    async def pause(self, name: str) -> WorkflowStatus:
+        runtime = self._get(name)
+        async with runtime.lock:
+            if runtime.state == "paused":
+                raise SupervisorError(f"{name} is already paused")
+            runtime.cancel_restart()
+            if runtime.process is not None:
+                await self._stop(runtime, "paused", announce=False)
+            problem = await asyncio.to_thread(write_paused, runtime.workflow.db, True)
+            if problem:
+                log.warning("%s: %s (the pause is kept in the control DB)", name, problem)
+            runtime.memory.paused = True
+            self._remember(runtime)
+            runtime.state = "paused"
+            self._publish(Paused(workflow=name, time=utcnow()))
+        return runtime.status(utcnow())
+
+    async def resume(self, name: str) -> WorkflowStatus:
+        runtime = self._get(name)
+        async with runtime.lock:
+            if runtime.state != "paused":
+                raise SupervisorError(f"{name} is not paused ({runtime.state})")
+            problem = await asyncio.to_thread(write_paused, runtime.workflow.db, False)
+            if problem:
+                raise SupervisorError(f"cannot resume {name}: {problem}")
+            runtime.memory.paused = False
+            self._remember(runtime)
+            runtime.state = "stopped"
+            self._publish(Resumed(workflow=name, time=utcnow()))
+            self._reset_attempts(runtime)
+            await self._spawn(runtime)
+        return runtime.status(utcnow())
+
+    # -- processes -------------------------------------------------------------
+
+    async def _spawn(self, runtime: Runtime) -> WorkflowProcess | None:
+        """Start the process (caller holds the lock); an OS error becomes a crash."""
+        runtime.cancel_restart()
+        runtime.log.mark(f"starting {' '.join(runtime.workflow.argv)}")
+        runtime.started_at = utcnow()
+        try:
+            process = await WorkflowProcess.spawn(
+                runtime.workflow, runtime.log, self.settings.run_dir
+            )
+        except OSError as exc:
+            runtime.log.mark(f"could not start: {exc}")
+            runtime.last_exit = None
+            self._after_exit(runtime, "crash", os_error=f"{type(exc).__name__}: {exc}")
+            return None
+        runtime.process = process
+        runtime.state = "running"
+        runtime.exit_task = asyncio.create_task(self._await_exit(runtime, process))
+        self._publish(Started(workflow=runtime.name, time=utcnow(), pid=process.pid))
+        return process
+
+    async def _await_exit(self, runtime: Runtime, process: WorkflowProcess) -> None:
+        ended = await process.wait()
+        forget(self.settings.run_dir, runtime.name)
+        runtime.log.mark(f"exited: {ended.signal or f'code {ended.code}'}")
+        runtime.process = None
+        runtime.last_exit = ended
+        expected, runtime.expected_exit = runtime.expected_exit, None
+        self._refresh(runtime, force=True)
+        if expected == "stop" or self._stopping:
+            return
+        if expected == "hang":
+            self._schedule_after_hang(runtime)
+            return
+        if ended.clean:
+            self._publish_finished(runtime)
+            self._after_exit(runtime, "finished")
+        else:
+            self._after_exit(runtime, "crash", ended=ended)
+
+    async def _stop(self, runtime: Runtime, reason: str, *, announce: bool = True) -> None:
+        if runtime.process is None:
+            if announce and runtime.state == "backoff":
+                self._publish(Stopped(workflow=runtime.name, time=utcnow(), reason=reason))
+            return
+        runtime.expected_exit = "stop"
+        await runtime.process.terminate(self.settings.stop_grace_seconds)
+        if runtime.exit_task is not None:
+            await runtime.exit_task
+        if announce:
+            self._publish(Stopped(workflow=runtime.name, time=utcnow(), reason=reason))
+
+    async def _restart_now(self, runtime: Runtime, reason: RestartReason) -> None:
+        runtime.cancel_restart()
+        await self._stop(runtime, reason, announce=False)
+        self._reset_attempts(runtime)
+        process = await self._spawn(runtime)
+        if process is not None:
+            self._publish(
+                Restarted(
+                    workflow=runtime.name,
+                    time=utcnow(),
+                    reason=reason,
+                    attempt=0,
+                    max_attempts=runtime.workflow.max_restart_attempts,
+                    pid=process.pid,
+                )
+            )
+
+    def _reset_attempts(self, runtime: Runtime) -> None:
+        runtime.incident = None
+        runtime.healthy_since = None
+        if runtime.memory.restarts:
+            runtime.memory.restarts = 0
+            self._remember(runtime)
+
+    # -- what follows an exit --------------------------------------------------
+
+    def _decide(self, runtime: Runtime, cause: ExitCause) -> Decision:
+        workflow = runtime.workflow
+        return decide(
+            mode=workflow.restart,
+            cause=cause,
+            restarts=runtime.memory.restarts,
+            max_restarts=workflow.max_restart_attempts,
+            schedule=workflow.restart_backoff_seconds,
+        )
+
+    def _open_incident(self, runtime: Runtime, cause: IncidentCause, detail: str) -> Incident:
+        if runtime.incident is None:
+            runtime.incident = Incident(uuid.uuid4().hex[:8], cause, utcnow(), detail)
+        runtime.incident.last_detail = detail
+        runtime.healthy_since = None
+        return runtime.incident
+
+    def _publish_finished(self, runtime: Runtime) -> None:
+        still_running = runtime.snapshot.status == "running"
+        note = "exited 0 while its status still said running" if still_running else None
+        self._publish(
+            Finished(
+                workflow=runtime.name, time=utcnow(), summary=runtime.snapshot.summary, note=note
+            )
+        )
+
+    def _after_exit(
+        self,
+        runtime: Runtime,
+        cause: ExitCause,
+        *,
+        ended: Exit | None = None,
+        os_error: str | None = None,
+    ) -> None:
+        decision = self._decide(runtime, cause)
+        if cause == "crash":
+            event = Crashed(
+                workflow=runtime.name,
+                time=utcnow(),
+                incident="",
+                attempt=runtime.memory.restarts,
+                max_attempts=runtime.workflow.max_restart_attempts,
+                will_restart=decision.action == "restart",
+                next_restart_in=decision.delay if decision.action == "restart" else None,
+                exit_code=ended.code if ended else None,
+                signal=ended.signal if ended else None,
+                log_tail=tuple(tail(runtime.log.path, CRASH_LOG_LINES)),
+                os_error=os_error,
+            )
+            incident = self._open_incident(runtime, "crash", event.detail)
+            self._publish(_with_incident(event, incident.id))
+        self._apply(runtime, decision, cause)
+
+    def _apply(self, runtime: Runtime, decision: Decision, cause: ExitCause) -> None:
+        if decision.action == "restart":
+            runtime.state = "backoff"
+            reason: RestartReason = "exit" if cause == "finished" else cause
+            self._restart_later(runtime, decision.delay, reason)
+        elif decision.action == "give_up":
+            runtime.state = "gave_up"
+            incident = self._open_incident(
+                runtime, "crash" if cause == "finished" else cause, cause
+            )
+            self._publish(
+                GaveUp(
+                    workflow=runtime.name,
+                    time=utcnow(),
+                    incident=incident.id,
+                    attempts=runtime.memory.restarts,
+                    cause=incident.cause,
+                    last_detail=incident.last_detail,
+                )
+            )
+        else:
+            runtime.state = "finished" if cause == "finished" else "crashed"
+
+    def _restart_later(self, runtime: Runtime, delay: float, reason: RestartReason) -> None:
+        runtime.next_restart_at = utcnow() + timedelta(seconds=delay)
+        runtime.restart_task = asyncio.create_task(self._delayed_restart(runtime, delay, reason))
+
+    async def _delayed_restart(self, runtime: Runtime, delay: float, reason: RestartReason) -> None:
+        await asyncio.sleep(delay)
+        async with runtime.lock:
+            if runtime.process is not None or runtime.state != "backoff":
+                return
+            runtime.restart_task = None
+            runtime.next_restart_at = None
+            runtime.memory.restarts += 1
+            self._remember(runtime)
+            process = await self._spawn(runtime)
+            if process is not None:
+                self._publish(
+                    Restarted(
+                        workflow=runtime.name,
+                        time=utcnow(),
+                        reason=reason,
+                        attempt=runtime.memory.restarts,
+                        max_attempts=runtime.workflow.max_restart_attempts,
+                        incident=runtime.incident.id if runtime.incident else None,
+                        pid=process.pid,
+                    )
+                )
+
+    # -- periodic checks -------------------------------------------------------
+
+    def _refresh(self, runtime: Runtime, *, force: bool = False) -> bool:
+        """Re-read the state table if its files changed; True when something was read."""
+        signature = file_signature(runtime.workflow.db)
+        if not force and signature is not None and signature == runtime.signature:
+            return False
+        snapshot = read_state(runtime.workflow.db)
+        if snapshot.problem and "locked" in snapshot.problem:
+            runtime.signature = None  # try again next poll, keep what we knew
+            runtime.snapshot = _with_problem(runtime.snapshot, snapshot.problem)
+            return False
+        runtime.signature = signature
+        runtime.snapshot = snapshot
+        return True
+
+    async def _poll(self) -> None:
+        """Every ``error_poll_seconds``: new errors, status changes, recoveries."""
+        for runtime in self._runtimes.values():
+            try:
+                if self._refresh(runtime):
+                    self._observe(runtime)
+            except Exception:  # one broken workflow must not stop the others' checks
+                log.exception("poll of %s failed", runtime.name)
+
+    def _observe(self, runtime: Runtime) -> None:
+        snapshot, remembered, now = runtime.snapshot, runtime.memory, utcnow()
+        changed = False
+        if snapshot.last_error and snapshot.last_error != remembered.last_error_seen:
+            remembered.last_error_seen = snapshot.last_error
+            changed = True
+            self._publish(ErrorReported(workflow=runtime.name, time=now, text=snapshot.last_error))
+        if snapshot.status and snapshot.status != remembered.last_status_seen:
+            old, remembered.last_status_seen = remembered.last_status_seen, snapshot.status
+            changed = True
+            self._publish(
+                StatusChanged(
+                    workflow=runtime.name,
+                    time=now,
+                    old=old,
+                    new=snapshot.status,
+                    summary=snapshot.summary,
+                )
+            )
+        if changed:
+            self._remember(runtime)
+        if runtime.incident and runtime.process and runtime.fresh_heartbeat():
+            down = (now - runtime.incident.since).total_seconds()
+            self._publish(
+                Recovered(
+                    workflow=runtime.name, time=now, incident=runtime.incident.id, down_seconds=down
+                )
+            )
+            runtime.incident = None
+            runtime.healthy_since = now
+
+    async def _check(self) -> None:
+        """Every ``check_interval_seconds``: hangs; attempts reset after a healthy stretch."""
+        now = utcnow()
+        for runtime in self._runtimes.values():
+            try:
+                self._refresh(runtime)
+                if runtime.process is None or runtime.expected_exit or runtime.lock.locked():
+                    continue
+                if runtime.silence(now) > runtime.workflow.hang_threshold_seconds:
+                    await self._hang(runtime)
+                elif (
+                    runtime.healthy_since
+                    and runtime.memory.restarts
+                    and (
+                        (now - runtime.healthy_since).total_seconds()
+                        >= self.settings.healthy_reset_seconds
+                    )
+                ):
+                    runtime.memory.restarts = 0
+                    runtime.healthy_since = None
+                    self._remember(runtime)
+            except Exception:
+                log.exception("check of %s failed", runtime.name)
+
+    async def _hang(self, runtime: Runtime) -> None:
+        assert runtime.process is not None
+        now = utcnow()
+        threshold = runtime.workflow.hang_threshold_seconds
+        age = runtime.heartbeat_age(now) if runtime.fresh_heartbeat() else None
+        decision = self._decide(runtime, "hang")
+        event = Hung(
+            workflow=runtime.name,
+            time=now,
+            incident="",
+            attempt=runtime.memory.restarts,
+            max_attempts=runtime.workflow.max_restart_attempts,
+            will_restart=decision.action == "restart",
+            next_restart_in=decision.delay if decision.action == "restart" else None,
+            heartbeat_age=age,
+            threshold=threshold,
+        )
+        incident = self._open_incident(runtime, "hang", event.detail)
+        self._publish(_with_incident(event, incident.id))
+        runtime.expected_exit = "hang"
+        runtime.log.mark(f"hung: {event.detail}; ending the process group")
+        await runtime.process.terminate(self.settings.stop_grace_seconds)
+
+    def _schedule_after_hang(self, runtime: Runtime) -> None:
+        self._apply(runtime, self._decide(runtime, "hang"), "hang")
+
+    async def _digest(self) -> None:
+        statuses = tuple(await self.status())
+        self._publish(Digest(workflow="*", time=utcnow(), workflows=statuses))
+
+    # -- reload ----------------------------------------------------------------
+
+    async def _reload(self, name: str, path: str) -> None:
+        runtime = self._runtimes[name]
+        async with runtime.lock:
+            if runtime.state in ("stopped", "paused"):
+                return
+            self._publish(Reloaded(workflow=name, time=utcnow(), path=path))
+            await self._restart_now(runtime, "reload")
+
+    # -- events ----------------------------------------------------------------
+
+    def _remember(self, runtime: Runtime) -> None:
+        if self._control is None:
+            return
+        try:
+            self._control.save_memory(runtime.name, runtime.memory)
+        except SQLAlchemyError as exc:
+            log.error("control DB: could not save %s: %s", runtime.name, exc)
+
+    def _publish(self, event: Event) -> None:
+        log.info(
+            "%s %s: %s",
+            event.workflow,
+            event.kind,
+            event.detail.splitlines()[0] if event.detail else "",
+        )
+        if self._control is not None:
+            try:
+                self._control.record(event)
+            except SQLAlchemyError as exc:
+                log.error("control DB: could not record %s event: %s", event.kind, exc)
+        self.bus.publish(event)
+
+
+def _with_incident(event: IncidentEvent, incident: str) -> IncidentEvent:
+    return replace(event, incident=incident)
+
+
+def _with_problem(snapshot: StateSnapshot, problem: str) -> StateSnapshot:
+    return replace(snapshot, problem=problem)

@@ -1,0 +1,123 @@
+"""Reading (and, for pause, writing) a workflow's state table from outside.
+
+The supervisor reads every workflow's database often, so a read is cheap: a
+``stat`` of the database and its WAL first, and a query only when they
+changed. Every failure (missing file, locked, corrupt, no table, malformed
+heartbeat) becomes ``problem`` text on the snapshot, never an exception.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from workflows.contract import (
+    CONTRACT_KEYS,
+    HEARTBEAT_KEY,
+    LAST_ERROR_KEY,
+    PAUSED_KEY,
+    STATE_TABLE_DDL,
+    STATUS_KEY,
+    SUMMARY_KEY,
+    UPSERT_STATE_SQL,
+    parse_timestamp,
+)
+
+# A read must never hold up the event loop for long; a locked database is retried next poll.
+READ_TIMEOUT_SECONDS = 0.05
+WRITE_TIMEOUT_SECONDS = 2.0
+_SELECT = f"SELECT key, value FROM state WHERE key IN ({', '.join('?' * len(CONTRACT_KEYS))})"
+
+Signature = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class StateSnapshot:
+    """The contract keys as last read; ``problem`` says why a read failed."""
+
+    status: str | None = None
+    summary: str | None = None
+    heartbeat: datetime | None = None
+    last_error: str | None = None
+    paused: bool = False
+    problem: str | None = None
+
+
+def file_signature(path: Path) -> Signature | None:
+    """Size and mtime of the database and its WAL: unchanged means nothing was written."""
+    try:
+        main = os.stat(path)
+    except OSError:
+        return None
+    try:
+        wal = os.stat(f"{path}-wal")
+        wal_part = (wal.st_mtime_ns, wal.st_size)
+    except OSError:
+        wal_part = (0, 0)
+    return (main.st_mtime_ns, main.st_size, *wal_part)
+
+
+def read_state(path: Path) -> StateSnapshot:
+    """Read the contract keys; any failure is reported in ``problem``."""
+    if not path.exists():
+        return StateSnapshot(problem=f"database not found: {path}")
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=READ_TIMEOUT_SECONDS)
+    except sqlite3.Error as exc:
+        return StateSnapshot(problem=f"cannot open database: {exc}")
+    try:
+        rows = dict(connection.execute(_SELECT, CONTRACT_KEYS).fetchall())
+    except sqlite3.OperationalError as exc:
+        text = str(exc)
+        if "no such table" in text:
+            return StateSnapshot(problem="database has no state table")
+        return StateSnapshot(problem=f"database unreadable: {text}")
+    except sqlite3.DatabaseError as exc:
+        return StateSnapshot(problem=f"database corrupt: {exc}")
+    finally:
+        connection.close()
+    return _snapshot(rows)
+
+
+def _snapshot(rows: dict[str, str]) -> StateSnapshot:
+    problem = None
+    heartbeat = None
+    raw = rows.get(HEARTBEAT_KEY)
+    if raw is not None:
+        try:
+            heartbeat = parse_timestamp(str(raw))
+        except (ValueError, TypeError):
+            problem = f"malformed heartbeat: {str(raw)[:60]!r}"
+    return StateSnapshot(
+        status=_text(rows.get(STATUS_KEY)),
+        summary=_text(rows.get(SUMMARY_KEY)),
+        heartbeat=heartbeat,
+        last_error=_text(rows.get(LAST_ERROR_KEY)),
+        paused=str(rows.get(PAUSED_KEY, "")).strip().lower() == "true",
+        problem=problem,
+    )
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def write_paused(path: Path, paused: bool) -> str | None:
+    """Set or clear ``supervisor.paused`` in the workflow's own state; returns a problem or None."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(path, timeout=WRITE_TIMEOUT_SECONDS, isolation_level=None)
+        try:
+            connection.execute(STATE_TABLE_DDL)
+            if paused:
+                connection.execute(UPSERT_STATE_SQL, (PAUSED_KEY, "true"))
+            else:
+                connection.execute("DELETE FROM state WHERE key = ?", (PAUSED_KEY,))
+        finally:
+            connection.close()
+    except (sqlite3.Error, OSError) as exc:
+        return f"could not write {PAUSED_KEY}: {exc}"
+    return None
