@@ -54,6 +54,7 @@ from supervisor.settings import SupervisorSettings
 from supervisor.statedb import StateSnapshot, file_signature, read_state, write_paused
 
 log = logging.getLogger("supervisor")
+logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every job run at INFO
 IncidentEvent = TypeVar("IncidentEvent", Crashed, Hung)
 CRASH_LOG_LINES = 20
 
@@ -274,6 +275,7 @@ class Supervisor:
         runtime.last_exit = ended
         expected, runtime.expected_exit = runtime.expected_exit, None
         self._refresh(runtime, force=True)
+        self._observe(runtime)  # its last error and status come before the exit event
         if expected == "stop" or self._stopping:
             return
         if expected == "hang":
