@@ -268,7 +268,7 @@ class Supervisor:
         return process
 
     async def _await_exit(self, runtime: Runtime, process: WorkflowProcess) -> None:
-        ended = await process.wait()
+        ended = await process.wait(self.settings.stop_grace_seconds)
         forget(self.settings.run_dir, runtime.name)
         runtime.log.mark(f"exited: {ended.signal or f'code {ended.code}'}")
         runtime.process = None

@@ -16,7 +16,11 @@ from pathlib import Path
 
 from supervisor.config import ResolvedWorkflow
 from supervisor.logs import LogWriter, pump
-from supervisor.pidfiles import end_group, remove_pidfile, write_pidfile
+from supervisor.pidfiles import end_group, group_alive, remove_pidfile, write_pidfile
+
+# How long to wait for the rest of the output after the whole group has gone.
+DRAIN_SECONDS = 1.0
+STREAM_LIMIT = 2**16
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +41,34 @@ class Exit:
         return cls(returncode, None)
 
 
+class _ExitProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """Tells the exit apart from the end of the output.
+
+    ``Process.wait()`` also waits for every pipe to close, which a child
+    holding the output open would delay forever; the exit is what matters.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=STREAM_LIMIT, loop=loop)
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
 class WorkflowProcess:
     """A running workflow; ``wait()`` returns when it has exited and its output is logged."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, pump_task: asyncio.Task[None]) -> None:
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        exited: asyncio.Future[None],
+        pump_task: asyncio.Task[None],
+    ) -> None:
         self._proc = proc
+        self._exited = exited
         self._pump = pump_task
         self.pid = proc.pid
 
@@ -50,7 +77,10 @@ class WorkflowProcess:
         cls, workflow: ResolvedWorkflow, log: LogWriter, run_dir: Path
     ) -> WorkflowProcess:
         """Start the workflow; an OSError (missing command, bad cwd) propagates to the caller."""
-        proc = await asyncio.create_subprocess_exec(
+        loop = asyncio.get_running_loop()
+        protocol = _ExitProtocol(loop)
+        transport, _ = await loop.subprocess_exec(
+            lambda: protocol,
             *workflow.argv,
             cwd=workflow.cwd,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **workflow.env},
@@ -59,13 +89,27 @@ class WorkflowProcess:
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
         )
+        proc = asyncio.subprocess.Process(transport, protocol, loop)
         write_pidfile(run_dir, workflow.name, proc.pid, workflow.argv)
         assert proc.stdout is not None
-        return cls(proc, asyncio.create_task(pump(proc.stdout, log)))
+        return cls(proc, protocol.exited, asyncio.create_task(pump(proc.stdout, log)))
 
-    async def wait(self) -> Exit:
-        returncode = await self._proc.wait()
-        await self._pump
+    async def wait(self, grace: float) -> Exit:
+        """The exit of the leader, once the rest of its group is ended and its output logged.
+
+        Members the leader left behind (a backgrounded child) would outlive it
+        unsupervised and keep its output pipe open, so they are ended here
+        (SIGTERM, SIGKILL after ``grace``), and the pipe is drained only briefly.
+        """
+        await self._exited
+        returncode = self._proc.returncode
+        assert returncode is not None  # set before process_exited is called
+        if group_alive(self.pid):
+            await end_group(self.pid, grace)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._pump), DRAIN_SECONDS)
+        except TimeoutError:
+            self._pump.cancel()  # a member that could not be ended still holds the pipe
         return Exit.from_returncode(returncode)
 
     async def terminate(self, grace: float) -> None:

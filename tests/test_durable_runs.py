@@ -146,7 +146,9 @@ def _effects(directory: Path) -> list[str]:
 
 def _runs(db: Path) -> list[tuple[str, str]]:
     with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT run_id, status FROM workflow_runs ORDER BY started_at").fetchall()
+        return conn.execute(
+            "SELECT run_id, status FROM workflow_runs ORDER BY started_at"
+        ).fetchall()
 
 
 def _state(db: Path, key: str) -> str | None:

@@ -225,9 +225,7 @@ def test_resumed_loop_replays_finished_iterations(db: Path) -> None:
 
     @wf.main
     def main(ctx: Context) -> None:
-        ctx.loop(
-            lambda i: work(ctx, i), until=lambda value: value >= 4, max_iterations=10
-        )
+        ctx.loop(lambda i: work(ctx, i), until=lambda value: value >= 4, max_iterations=10)
 
     first = _run(wf, db)
     broken["iteration"] = 0

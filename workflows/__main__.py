@@ -40,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--new-run", action="store_true", help="start fresh instead of resuming")
     new = commands.add_parser("new", help="write a new workflow file from a template")
     new.add_argument("name")
-    new.add_argument("--template", choices=sorted(TEMPLATES), default="demo")
+    # Not argparse ``choices``: an unknown template gets the one-line error the other mistakes get.
+    new.add_argument("--template", default="demo", help=f"one of: {', '.join(TEMPLATES)}")
     new.add_argument("--output", type=Path, help="file to write (default <name>.py)")
     return parser
 

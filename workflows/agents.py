@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import anthropic
 
 M = TypeVar("M", bound=BaseModel)
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-4-6"
 
 # A prepared reply: a value (dict, model, str), an exception to raise, or a
 # function of the prompt returning either.
@@ -109,7 +109,8 @@ class ClaudeAgent:
     """The Messages API, with structured output parsed into the task's pydantic model.
 
     API errors (429, 5xx, 529 overloaded) are retried by the SDK
-    (``max_retries``) and after that by the task's own retries. A reply that
+    (``max_retries``; left as the client's own setting when None) and after
+    that by the task's own retries. A reply that
     does not validate is asked for again ``validation_retries`` times, then
     raised as ``AgentError`` naming the model and the first problem.
     """
@@ -121,7 +122,7 @@ class ClaudeAgent:
         model: str | None = None,
         max_tokens: int = 4096,
         validation_retries: int = 1,
-        max_retries: int = 2,
+        max_retries: int | None = None,
         client: anthropic.Anthropic | None = None,
     ) -> None:
         self.system = system
@@ -137,7 +138,10 @@ class ClaudeAgent:
             import anthropic
 
             # Reads ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL from the environment.
-            self._client = anthropic.Anthropic(max_retries=self.max_retries)
+            self._client = anthropic.Anthropic()
+        if self.max_retries is not None and self._client.max_retries != self.max_retries:
+            # Also for a client passed in: the agent's setting is the one its docstring promises.
+            self._client = self._client.with_options(max_retries=self.max_retries)
         return self._client
 
     def _request(self, prompt: str) -> dict[str, Any]:
@@ -250,14 +254,17 @@ class ClaudeCodeAgent:
             raise AgentError(
                 f"{self.executable!r} is not on PATH; install Claude Code or use ClaudeAgent"
             )
-        completed = subprocess.run(
-            self._argv(prompt),
-            cwd=self.cwd,
-            capture_output=True,
-            text=True,
-            timeout=self.timeout,
-            check=False,
-        )
+        try:
+            completed = subprocess.run(
+                self._argv(prompt),
+                cwd=self.cwd,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise AgentError(f"claude did not answer within {self.timeout:g}s") from exc
         if completed.returncode != 0:
             raise AgentError(
                 f"claude exited {completed.returncode}: {completed.stderr.strip()[-500:]}"

@@ -177,7 +177,8 @@ class CheckpointStore:
                     )
                 )
 
-    def record_attempt(self, run_id: str, call_index: int, error: str | None) -> None:
+    def record_attempt(self, run_id: str, call_index: int, error: str) -> None:
+        """Count a failed attempt that will be retried."""
         with self.engine.begin() as conn:
             conn.execute(
                 update(task_calls)
@@ -193,10 +194,18 @@ class CheckpointStore:
         *,
         output: str | None = None,
         error: str | None = None,
+        attempted: bool = True,
     ) -> None:
+        """Finish the call; ``attempted`` counts its last attempt in the same transaction."""
         with self.engine.begin() as conn:
             conn.execute(
                 update(task_calls)
                 .where(task_calls.c.run_id == run_id, task_calls.c.call_index == call_index)
-                .values(status=status, output=output, error=error, finished_at=_now())
+                .values(
+                    status=status,
+                    output=output,
+                    error=error,
+                    finished_at=_now(),
+                    attempts=task_calls.c.attempts + int(attempted),
+                )
             )

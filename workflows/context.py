@@ -98,7 +98,7 @@ class RunEngine:
             return value
         if task.skip_if is not None and task.skip_if(ctx, *args, **kwargs):
             self.store.begin_call(self.run_id, index, task.id, exists=recorded is not None)
-            self.store.end_call(self.run_id, index, "skipped")
+            self.store.end_call(self.run_id, index, "skipped", attempted=False)
             log.info("task %s skipped", task.id)
             return None
         self.store.begin_call(self.run_id, index, task.id, exists=recorded is not None)
@@ -129,18 +129,17 @@ class RunEngine:
                 output = task.dump(result)
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
-                self.store.record_attempt(self.run_id, index, error)
                 log.warning(
                     "task %s attempt %d/%d failed: %s", task.id, attempt, policy.attempts, error
                 )
                 if attempt == policy.attempts:
                     self.store.end_call(self.run_id, index, "failed", error=short_traceback(exc))
                     raise TaskFailed(task.id, attempt, exc) from exc
+                self.store.record_attempt(self.run_id, index, error)
                 self.sleep(policy.delay(attempt))
                 continue
             finally:
                 CURRENT_TASK.reset(token)
-            self.store.record_attempt(self.run_id, index, None)
             self.store.end_call(self.run_id, index, "done", output=output)
             log.info("task %s done in %.1fs", task.id, time.monotonic() - started)
             return task.load(output)

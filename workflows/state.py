@@ -37,9 +37,13 @@ def open_state_db(path: Path) -> sqlite3.Connection:
     connection = sqlite3.connect(
         path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
     )
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
-    connection.execute(STATE_TABLE_DDL)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute(STATE_TABLE_DDL)
+    except sqlite3.Error:
+        connection.close()  # the next write opens afresh; don't leak one per failed write
+        raise
     return connection
 
 

@@ -67,6 +67,8 @@ def _sigterm_interrupts() -> Iterator[None]:
         return
 
     def handler(_signum: int, _frame: FrameType | None) -> None:
+        # A second TERM (systemd and the supervisor both asking) must not break the orderly stop.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise WorkflowInterrupted("SIGTERM")
 
     previous = signal.signal(signal.SIGTERM, handler)

@@ -1,0 +1,101 @@
+"""``python -m bot`` (Telegram) and ``python -m bot --console`` (stdin/stdout)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+from pydantic import ValidationError
+
+from bot.console import run_console
+from bot.lock import AlreadyRunning, InstanceLock
+from bot.redact import install_redaction
+from bot.settings import BotSettings
+from bot.systemd import SystemdNotifier
+from supervisor.config import ConfigError, load_workflows
+from supervisor.core import Supervisor
+from supervisor.settings import SupervisorSettings
+
+EXIT_CONFIG = 2
+log = logging.getLogger("bot")
+
+
+def _one_line(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]).upper()
+    return f"bad setting {where}: {first['msg']}"
+
+
+async def _serve(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await run(stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    parser.add_argument(
+        "--console", action="store_true", help="commands on stdin, alerts on stdout"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = BotSettings()
+        supervisor_settings = SupervisorSettings()
+        workflows = load_workflows(supervisor_settings)
+    except ValidationError as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    secrets = [settings.token or "", os.environ.get("ANTHROPIC_API_KEY", "")]
+    install_redaction(secrets)
+    if not args.console:
+        if not settings.token:
+            print(
+                "error: TELEGRAM_BOT_TOKEN is not set; set it (see .env.example) or run with --console",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        if settings.telegram_chat_id is None:
+            print(
+                "error: TELEGRAM_CHAT_ID is not set: the chat that gets alerts and may command the bot",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+    lock = InstanceLock(
+        supervisor_settings.data_dir, settings.token if not args.console else "console"
+    )
+    try:
+        lock.acquire()
+    except AlreadyRunning as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    supervisor = Supervisor(supervisor_settings, workflows)
+    try:
+        if args.console:
+            asyncio.run(_serve(lambda stop: run_console(supervisor, stop)))
+        else:
+            from bot.telegram_app import TelegramBot
+
+            telegram = TelegramBot(settings, supervisor, SystemdNotifier())
+            asyncio.run(_serve(telegram.run))
+    finally:
+        lock.release()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Which supervisor events become chat alerts, and how they read.
+
+Severity follows what the user must do. A crash or hang that is being
+restarted is a warning whose later steps (restarting, attempt 3/20) edit the
+same message; a give-up is a new, loud message; recovery is a short quiet
+note. Starts, stops and pauses the user asked for are not echoed back.
+"""
+
+from __future__ import annotations
+
+from bot.outbox import Alert
+from bot.render import overview
+from bot.text import Button, clip, clip_lines_from_top, esc, format_duration
+from supervisor.events import (
+    Crashed,
+    Digest,
+    ErrorReported,
+    Event,
+    Finished,
+    GaveUp,
+    Hung,
+    Recovered,
+    Reloaded,
+    Restarted,
+    StatusChanged,
+)
+
+ERROR_CLIP = 1000
+LOG_TAIL_CLIP = 1200
+
+
+def buttons(name: str) -> tuple[Button, ...]:
+    return (
+        Button("Restart", f"restart:{name}"),
+        Button("Tail", f"tail:{name}"),
+        Button("Mute 1h", "mute:1h"),
+    )
+
+
+def incident_key(workflow: str, incident: str) -> str:
+    return f"incident:{workflow}:{incident}"
+
+
+def _plan(will_restart: bool, attempt: int, max_attempts: int, next_in: float | None) -> str:
+    if not will_restart:
+        return "not restarting (restart policy)"
+    when = f", next in {format_duration(next_in)}" if next_in is not None else ""
+    return f"restarting, attempt {attempt + 1}/{max_attempts}{when}"
+
+
+class AlertComposer:
+    """Turns events into alerts; remembers each open incident's headline for its edits."""
+
+    def __init__(self) -> None:
+        self._headlines: dict[str, str] = {}
+
+    def alerts(self, event: Event) -> list[Alert]:
+        match event:
+            case Crashed() | Hung():
+                return [self._incident(event)]
+            case Restarted(incident=str() as incident):
+                return self._restarted(event, incident)
+            case GaveUp():
+                self._headlines.pop(incident_key(event.workflow, event.incident), None)
+                text = (
+                    f"🛑 <b>{esc(event.workflow)}</b> gave up after {event.attempts} restarts\n"
+                    f"last: {esc(clip(event.last_detail, 300))}\n"
+                    f"It waits for /start {esc(event.workflow)}."
+                )
+                start = Button("Start", f"start:{event.workflow}")
+                return [
+                    Alert(
+                        text,
+                        (start, Button("Tail", f"tail:{event.workflow}")),
+                        critical=True,
+                        mergeable=False,
+                    )
+                ]
+            case Recovered():
+                key = incident_key(event.workflow, event.incident)
+                headline = self._headlines.pop(key, None)
+                note = f"✅ <b>{esc(event.workflow)}</b> recovered after {format_duration(event.down_seconds)} down"
+                found = (
+                    [Alert(f"{headline}\n{note}", key=key, loud=False, mergeable=False)]
+                    if headline
+                    else []
+                )
+                return [*found, Alert(note, loud=False)]
+            case ErrorReported():
+                text = f"❗ <b>{esc(event.workflow)}</b> error\n<pre>{esc(clip(event.text, ERROR_CLIP))}</pre>"
+                return [Alert(text, buttons(event.workflow))]
+            case Finished():
+                text = f"🏁 <b>{esc(event.workflow)}</b> finished"
+                if event.summary:
+                    text += f": {esc(clip(event.summary, 500))}"
+                if event.note:
+                    text += f"\n<i>{esc(event.note)}</i>"
+                return [Alert(text, loud=False)]
+            case StatusChanged(new="error"):
+                text = f"❗ <b>{esc(event.workflow)}</b> status → error"
+                if event.summary:
+                    text += f"\n{esc(clip(event.summary, 500))}"
+                return [Alert(text, buttons(event.workflow))]
+            case Reloaded():
+                return [
+                    Alert(
+                        f"🔄 <b>{esc(event.workflow)}</b> reloaded: {esc(event.path)} changed",
+                        loud=False,
+                    )
+                ]
+            case Digest():
+                return [
+                    Alert(
+                        message.text.replace("workflows</b>", "workflows</b> · digest", 1),
+                        loud=False,
+                        mergeable=False,
+                    )
+                    for message in overview(event.workflows)
+                ]
+            case _:
+                return []
+
+    def _incident(self, event: Crashed | Hung) -> Alert:
+        name = esc(event.workflow)
+        if isinstance(event, Hung):
+            headline = f"⏳ <b>{name}</b> hung: {esc(event.detail)}"
+        else:
+            headline = f"💥 <b>{name}</b> crashed: {esc(event.detail)}"
+            if event.log_tail:
+                lines = [esc(line) for line in event.log_tail]
+                headline += f"\n<pre>{clip_lines_from_top(lines, LOG_TAIL_CLIP)}</pre>"
+        key = incident_key(event.workflow, event.incident)
+        self._headlines[key] = headline
+        plan = _plan(event.will_restart, event.attempt, event.max_attempts, event.next_restart_in)
+        return Alert(
+            f"{headline}\n{plan}",
+            buttons(event.workflow),
+            key=key,
+            critical=isinstance(event, Hung) or not event.will_restart,
+            mergeable=False,
+        )
+
+    def _restarted(self, event: Restarted, incident: str) -> list[Alert]:
+        key = incident_key(event.workflow, incident)
+        headline = self._headlines.get(key)
+        if headline is None:
+            return []
+        text = f"{headline}\nrestarted, attempt {event.attempt}/{event.max_attempts}; waiting for a heartbeat"
+        return [Alert(text, buttons(event.workflow), key=key, mergeable=False)]

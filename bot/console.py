@@ -1,0 +1,83 @@
+"""Console mode: the same commands and alerts over stdin and stdout.
+
+For trying the product with no token (``make run``) and for a terminal on the
+server. Lines are read by a daemon thread so that shutting down never waits
+on a blocked ``readline``; end of input stops the bot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from typing import TextIO
+
+from bot.audit import CONSOLE
+from bot.commands import Reply
+from bot.outbox import Pacing
+from bot.service import Service
+from bot.transport import ChatTarget, ConsoleTransport
+from supervisor.core import Supervisor
+
+CONSOLE_TARGET = ChatTarget(0)
+PROMPT_HINT = "Type /help for commands, /status to see the workflows; Ctrl-D quits."
+
+
+def _read_lines(
+    stream: TextIO, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]
+) -> None:
+    for raw in stream:
+        loop.call_soon_threadsafe(queue.put_nowait, raw)
+    loop.call_soon_threadsafe(queue.put_nowait, None)
+
+
+async def run_console(
+    supervisor: Supervisor,
+    stop: asyncio.Event,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+) -> None:
+    """Serve commands from ``stdin`` until it ends or ``stop`` is set."""
+    transport = ConsoleTransport(stdout or sys.stdout)
+    pacing = Pacing(per_chat_seconds=0, per_group_seconds=0, gather_seconds=0)
+    service = Service(supervisor, transport, CONSOLE_TARGET, pacing=pacing)
+    await service.start()
+    print(PROMPT_HINT, file=transport.stream, flush=True)
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    reader = threading.Thread(
+        target=_read_lines,
+        args=(stdin or sys.stdin, asyncio.get_running_loop(), lines),
+        daemon=True,
+    )
+    reader.start()
+    stopping = asyncio.create_task(stop.wait())
+    followers: set[asyncio.Task[None]] = set()
+    while True:
+        getting = asyncio.create_task(lines.get())
+        await asyncio.wait({getting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not getting.done():
+            getting.cancel()
+            break
+        text = getting.result()
+        if text is None:
+            break
+        words = text.split()
+        if not words:
+            continue
+        reply = await service.router.handle(words[0], words[1:], CONSOLE)
+        for message in reply.messages:
+            transport.show(message)
+        if reply.updates is not None:
+            task = asyncio.create_task(_follow(transport, reply))
+            followers.add(task)
+            task.add_done_callback(followers.discard)
+    stopping.cancel()
+    for task in followers:
+        task.cancel()
+    await service.stop()
+
+
+async def _follow(transport: ConsoleTransport, reply: Reply) -> None:
+    assert reply.updates is not None
+    async for message in reply.updates:
+        transport.show(message, prefix="~ ")

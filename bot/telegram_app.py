@@ -1,0 +1,252 @@
+"""Telegram mode: python-telegram-bot's Application around the shared service.
+
+The lifecycle is driven by hand rather than ``run_polling`` so that an
+unreachable API or a bad token at start is a clear line and a retry with
+backoff, not a traceback, and so the workflows are stopped before the bot
+says goodbye.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from datetime import UTC, datetime
+
+from telegram import BotCommand, Update
+from telegram.constants import ParseMode
+from telegram.error import InvalidToken, TelegramError
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    ContextTypes,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+from telegram.request import HTTPXRequest
+
+from bot.audit import Actor
+from bot.commands import COMMANDS, MUTATING, Reply
+from bot.outbox import Pacing
+from bot.service import Service
+from bot.settings import BotSettings
+from bot.systemd import SystemdNotifier
+from bot.text import esc
+from bot.transport import ChatTarget, TelegramTransport, keyboard
+from supervisor.core import Supervisor
+
+log = logging.getLogger("bot")
+OFFLINE_AFTER_SECONDS = 60.0
+API_RETRY_MAX_SECONDS = 300.0
+
+App = Application  # type: ignore[type-arg]
+
+
+def file_url(base_url: str) -> str:
+    """``https://api.telegram.org/bot`` -> ``https://api.telegram.org/file/bot``."""
+    head, _, tail = base_url.rpartition("/")
+    return f"{head}/file/{tail}"
+
+
+async def wait_for_api(app: App, stop: asyncio.Event, base_url: str) -> bool:
+    """Call getMe until it works, backing off; False if asked to stop meanwhile."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            await app.bot.get_me()
+            return True
+        except InvalidToken:
+            problem = "the token was rejected (check TELEGRAM_BOT_TOKEN)"
+        except TelegramError as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        log.error(
+            "cannot use the Telegram API at %s: %s; retrying in %.0fs", base_url, problem, delay
+        )
+        try:
+            await asyncio.wait_for(stop.wait(), delay)
+        except TimeoutError:
+            pass
+        delay = min(delay * 2, API_RETRY_MAX_SECONDS)
+    return False
+
+
+class TelegramBot:
+    """Commands and buttons in, alerts out, for the allowed chats only."""
+
+    def __init__(
+        self, settings: BotSettings, supervisor: Supervisor, systemd: SystemdNotifier
+    ) -> None:
+        token = settings.token
+        assert token, "checked by the caller"
+        self.settings = settings
+        self.systemd = systemd
+        poll = settings.telegram_poll_timeout_seconds
+        self.app: App = (
+            ApplicationBuilder()
+            .token(token)
+            .base_url(settings.telegram_api_base_url)
+            .base_file_url(file_url(settings.telegram_api_base_url))
+            .request(HTTPXRequest(connection_pool_size=8, read_timeout=20.0))
+            .get_updates_request(HTTPXRequest(read_timeout=poll + 10.0))
+            .build()
+        )
+        assert settings.telegram_chat_id is not None, "checked by the caller"
+        target = ChatTarget(settings.telegram_chat_id, settings.telegram_message_thread_id)
+        pacing = Pacing(
+            per_chat_seconds=settings.telegram_pace_seconds,
+            per_group_seconds=settings.telegram_group_pace_seconds,
+            gather_seconds=min(settings.telegram_pace_seconds, 1.0),
+        )
+        self.service = Service(supervisor, TelegramTransport(self.app.bot), target, pacing=pacing)
+        self._denied: set[int] = set()
+        self.app.add_handler(TypeHandler(Update, self._gate), group=-1)
+        self.app.add_handler(MessageHandler(filters.COMMAND, self._on_command))
+        self.app.add_handler(CallbackQueryHandler(self._on_button))
+        self.app.add_error_handler(self._on_error)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        base = self.settings.telegram_api_base_url
+        if not await wait_for_api(self.app, stop, base):
+            return
+        host = socket.gethostname()
+        async with self.app:
+            names = ", ".join(self.service.supervisor.names)
+            await self.service.start(hello=f"🟢 bot up on {esc(host)}: {esc(names)}")
+            await self._register_commands()
+            await self.app.start()
+            assert self.app.updater is not None
+            await self.app.updater.start_polling(
+                timeout=self.settings.telegram_poll_timeout_seconds,
+                allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
+            )
+            self.systemd.ready()
+            watchdog = asyncio.create_task(self._watchdog())
+            log.info("bot running; commanding chats: %s", sorted(self.settings.allowed_chats))
+            await stop.wait()
+            self.systemd.stopping()
+            watchdog.cancel()
+            await self.app.updater.stop()
+            await self.app.stop()
+            await self.service.stop(
+                goodbye=f"🔴 bot on {esc(host)} going down; workflows stopped, they resume on the next start"
+            )
+
+    async def _register_commands(self) -> None:
+        try:
+            await self.app.bot.set_my_commands(
+                [BotCommand(name, text) for name, text in COMMANDS.items()]
+            )
+        except TelegramError as exc:
+            log.warning("could not register the command menu: %s", exc)
+
+    async def _watchdog(self) -> None:
+        """Ping systemd from the event loop itself, so a stuck loop gets the bot restarted."""
+        interval = self.systemd.watchdog_interval()
+        if interval is None:
+            return
+        while True:
+            self.systemd.watchdog()
+            await asyncio.sleep(interval)
+
+    # -- handlers --------------------------------------------------------------
+
+    def allowed(self, chat_id: int | None, user_id: int | None) -> bool:
+        if chat_id is None or chat_id not in self.settings.allowed_chats:
+            return False
+        users = self.settings.telegram_allowed_user_ids
+        return not users or (user_id is not None and user_id in users)
+
+    async def _gate(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        chat, user = update.effective_chat, update.effective_user
+        chat_id, user_id = (chat.id if chat else None), (user.id if user else None)
+        if self.allowed(chat_id, user_id):
+            return
+        key = chat_id if chat_id is not None else 0
+        if key not in self._denied:
+            self._denied.add(key)
+            log.warning(
+                "ignoring chat %s (user %s): not allowed; add it to TELEGRAM_ALLOWED_CHAT_IDS "
+                "(or the user to TELEGRAM_ALLOWED_USER_IDS) to let it command the bot",
+                chat_id,
+                user_id,
+            )
+        raise ApplicationHandlerStop
+
+    @staticmethod
+    def actor(update: Update) -> Actor:
+        chat, user = update.effective_chat, update.effective_user
+        name = (user.username or user.full_name) if user else "unknown"
+        return Actor(chat.id if chat else None, user.id if user else None, name)
+
+    async def _on_command(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None or not message.text:
+            return
+        command, *args = message.text.split()
+        command = command.lstrip("/").split("@", 1)[0].lower()
+        actor = self.actor(update)
+        age = (datetime.now(UTC) - message.date).total_seconds()
+        if command in MUTATING and age > OFFLINE_AFTER_SECONDS:
+            reply = self.service.router.ignore_offline(command, args, actor, age)
+        else:
+            reply = await self.service.router.handle(command, args, actor)
+        await self._send(update, reply)
+
+    async def _on_button(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None or not query.data:
+            return
+        action, _, argument = query.data.partition(":")
+        await query.answer(f"{action} {argument}".strip())
+        reply = await self.service.router.handle(action, [argument], self.actor(update))
+        await self._send(update, reply)
+
+    async def _send(self, update: Update, reply: Reply) -> None:
+        chat = update.effective_chat
+        if chat is None:
+            return
+        thread = update.effective_message.message_thread_id if update.effective_message else None
+        last = None
+        for message in reply.messages:
+            last = await self.app.bot.send_message(
+                chat_id=chat.id,
+                message_thread_id=thread,
+                text=message.text,
+                parse_mode=ParseMode.HTML,
+                reply_markup=keyboard(message),
+                disable_web_page_preview=True,
+            )
+        if reply.updates is not None and last is not None:
+            self.app.create_task(self._follow(chat.id, last.message_id, reply))
+
+    async def _follow(self, chat_id: int, message_id: int, reply: Reply) -> None:
+        assert reply.updates is not None
+        async for message in reply.updates:
+            try:
+                await self.app.bot.edit_message_text(
+                    chat_id=chat_id,
+                    message_id=message_id,
+                    text=message.text,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=keyboard(message),
+                )
+            except TelegramError as exc:
+                if "not modified" not in str(exc).lower():
+                    log.warning("tail follow stopped: %s", exc)
+                    return
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.error("handler failed for %r", update, exc_info=context.error)
+        if isinstance(update, Update) and update.effective_chat is not None:
+            try:
+                await self.app.bot.send_message(
+                    chat_id=update.effective_chat.id,
+                    text="Sorry, that failed; the error is logged.",
+                )
+            except TelegramError:
+                log.warning("could not send the apology either")
