@@ -65,18 +65,20 @@ def main(argv: list[str] | None = None) -> int:
     if not args.console:
         if not settings.token:
             print(
-                "error: TELEGRAM_BOT_TOKEN is not set; set it (see .env.example) or run with --console",
+                "error: TELEGRAM_BOT_TOKEN is not set; set it (see .env.example) "
+                "or run with --console",
                 file=sys.stderr,
             )
             return EXIT_CONFIG
         if settings.telegram_chat_id is None:
             print(
-                "error: TELEGRAM_CHAT_ID is not set: the chat that gets alerts and may command the bot",
+                "error: TELEGRAM_CHAT_ID is not set: the chat that gets alerts "
+                "and may command the bot",
                 file=sys.stderr,
             )
             return EXIT_CONFIG
     lock = InstanceLock(
-        supervisor_settings.data_dir, settings.token if not args.console else "console"
+        supervisor_settings.data_dir, "console" if args.console else settings.token or ""
     )
     try:
         lock.acquire()

@@ -79,7 +79,8 @@ class AlertComposer:
             case Recovered():
                 key = incident_key(event.workflow, event.incident)
                 headline = self._headlines.pop(key, None)
-                note = f"✅ <b>{esc(event.workflow)}</b> recovered after {format_duration(event.down_seconds)} down"
+                down = format_duration(event.down_seconds)
+                note = f"✅ <b>{esc(event.workflow)}</b> recovered after {down} down"
                 found = (
                     [Alert(f"{headline}\n{note}", key=key, loud=False, mergeable=False)]
                     if headline
@@ -87,7 +88,8 @@ class AlertComposer:
                 )
                 return [*found, Alert(note, loud=False)]
             case ErrorReported():
-                text = f"❗ <b>{esc(event.workflow)}</b> error\n<pre>{esc(clip(event.text, ERROR_CLIP))}</pre>"
+                error = esc(clip(event.text, ERROR_CLIP))
+                text = f"❗ <b>{esc(event.workflow)}</b> error\n<pre>{error}</pre>"
                 return [Alert(text, buttons(event.workflow))]
             case Finished():
                 text = f"🏁 <b>{esc(event.workflow)}</b> finished"
@@ -145,5 +147,6 @@ class AlertComposer:
         headline = self._headlines.get(key)
         if headline is None:
             return []
-        text = f"{headline}\nrestarted, attempt {event.attempt}/{event.max_attempts}; waiting for a heartbeat"
+        attempt = f"{event.attempt}/{event.max_attempts}"
+        text = f"{headline}\nrestarted, attempt {attempt}; waiting for a heartbeat"
         return [Alert(text, buttons(event.workflow), key=key, mergeable=False)]

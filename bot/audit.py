@@ -48,6 +48,7 @@ class AuditLog:
         actor: Actor,
         command: str,
         args: list[str],
+        *,
         outcome: str,
         detail: str,
         workflow: str | None,

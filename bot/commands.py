@@ -105,7 +105,9 @@ class CommandRouter:
             reply = line(f"Sorry, /{esc(command)} failed: {esc(type(exc).__name__)}. It is logged.")
             outcome, detail_text = "failed", repr(exc)
         if command in MUTATING or outcome != "ok":
-            self._audit(actor, command, list(args), outcome, detail_text, workflow)
+            self._audit(
+                actor, command, list(args), outcome=outcome, text=detail_text, workflow=workflow
+            )
         return reply
 
     def ignore_offline(self, command: str, args: Sequence[str], actor: Actor, age: float) -> Reply:
@@ -113,7 +115,14 @@ class CommandRouter:
         text = (
             f"ignored: /{command} was sent while the bot was offline ({format_duration(age)} ago)"
         )
-        self._audit(actor, command, list(args), "ignored", text, args[0] if args else None)
+        self._audit(
+            actor,
+            command,
+            list(args),
+            outcome="ignored",
+            text=text,
+            workflow=args[0] if args else None,
+        )
         return line(esc(text) + "; send it again if you still want it.")
 
     def _audit(
@@ -121,12 +130,13 @@ class CommandRouter:
         actor: Actor,
         command: str,
         args: list[str],
+        *,
         outcome: str,
         text: str,
         workflow: str | None,
     ) -> None:
         try:
-            self.audit.record(actor, command, args, outcome, text, workflow)
+            self.audit.record(actor, command, args, outcome=outcome, detail=text, workflow=workflow)
         except Exception:
             log.exception("audit log write failed")
 

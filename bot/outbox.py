@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -26,8 +25,19 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.pacing import Pacer, Pacing, backoff
-from bot.text import TELEGRAM_LIMIT, Button, Message, clip, esc
+from bot.pacing import (
+    Batch,
+    OutboxRow,
+    Pacer,
+    Pacing,
+    backoff,
+    compose,
+    encode_buttons,
+    first_line,
+    fit_batch,
+    summary_text,
+)
+from bot.text import Button
 from bot.transport import (
     ChatTarget,
     ChatTransport,
@@ -35,7 +45,6 @@ from bot.transport import (
     RetryLater,
     TransientError,
     Undeliverable,
-    html_to_text,
 )
 
 __all__ = ["Alert", "Notifier", "Pacing"]
@@ -44,12 +53,10 @@ log = logging.getLogger(__name__)
 
 PENDING, SENT, HELD, SUMMARISED, FAILED = "pending", "sent", "held", "summarised", "failed"
 MUTE_KEY = "mute_until"
-BLANK_LINE = "\n\n"
-SUMMARY_LINE_LIMIT = 200
-SUMMARY_TAIL_RESERVE = 40  # room for the "… and K more" line
 MERGE_CANDIDATES = 1000
 WORKER_RETRY_SECONDS = 1.0
 IDLE_POLL_SECONDS = 0.01
+DEFAULT_PACING = Pacing()
 
 metadata = sa.MetaData()
 outbox = sa.Table(
@@ -96,91 +103,8 @@ class Alert:
     mergeable: bool = True  # may be coalesced with other pending alerts into one message
 
 
-@dataclass(frozen=True, slots=True)
-class _Row:
-    """A pending outbox row as the worker read it."""
-
-    id: int
-    key: str | None
-    text: str
-    buttons: str
-    loud: bool
-    mergeable: bool
-
-    @property
-    def merges(self) -> bool:
-        return self.mergeable and self.key is None
-
-
-@dataclass(frozen=True, slots=True)
-class _Batch:
-    """One chat message carrying one or more rows."""
-
-    rows: tuple[_Row, ...]
-    message: Message
-    silent: bool
-
-    @property
-    def key(self) -> str | None:
-        return self.rows[0].key if len(self.rows) == 1 else None
-
-
-def first_line(text: str) -> str:
-    """The first non-empty line of an HTML text, as plain text."""
-    lines = html_to_text(text).strip().splitlines()
-    return lines[0] if lines else ""
-
-
-def _header(count: int) -> str:
-    return f"<b>{count} alerts</b>"
-
-
-def fit_batch(rows: Sequence[_Row]) -> list[_Row]:
-    """The leading rows whose texts fit one message under a count header."""
-    kept = [rows[0]]
-    size = len(rows[0].text)
-    for row in rows[1:]:
-        grown = size + len(BLANK_LINE) + len(row.text)
-        if len(_header(len(kept) + 1)) + len(BLANK_LINE) + grown > TELEGRAM_LIMIT:
-            break
-        kept.append(row)
-        size = grown
-    return kept
-
-
-def compose(rows: Sequence[_Row]) -> _Batch:
-    """The message for ``rows``: the alert itself, or a merged list without buttons."""
-    if len(rows) == 1:
-        row = rows[0]
-        return _Batch(tuple(rows), Message(row.text, _decode_buttons(row.buttons)), not row.loud)
-    text = BLANK_LINE.join([_header(len(rows)), *(row.text for row in rows)])
-    return _Batch(tuple(rows), Message(text), not any(row.loud for row in rows))
-
-
-def summary_text(texts: Sequence[str]) -> str:
-    """'While muted: N alerts' and the first line of each, as many as fit one message."""
-    lines = [f"<b>While muted: {len(texts)} alert{'' if len(texts) == 1 else 's'}</b>"]
-    size = len(lines[0])
-    for index, text in enumerate(texts):
-        line = "• " + esc(clip(first_line(text), SUMMARY_LINE_LIMIT))
-        if size + 1 + len(line) + SUMMARY_TAIL_RESERVE > TELEGRAM_LIMIT:
-            lines.append(f"… and {len(texts) - index} more")
-            break
-        lines.append(line)
-        size += 1 + len(line)
-    return "\n".join(lines)
-
-
-def _encode_buttons(buttons: tuple[Button, ...]) -> str:
-    return json.dumps([[button.label, button.data] for button in buttons])
-
-
-def _decode_buttons(raw: str) -> tuple[Button, ...]:
-    return tuple(Button(label, data) for label, data in json.loads(raw))
-
-
-def _row(record: Any) -> _Row:
-    return _Row(
+def _row(record: Any) -> OutboxRow:
+    return OutboxRow(
         record.id, record.key, record.text, record.buttons, record.loud, record.mergeable
     )
 
@@ -194,7 +118,7 @@ class Notifier:
         transport: ChatTransport,
         target: ChatTarget,
         *,
-        pacing: Pacing = Pacing(),
+        pacing: Pacing = DEFAULT_PACING,
     ) -> None:
         self._engine = engine
         self._transport = transport
@@ -204,7 +128,7 @@ class Notifier:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
-        self._unrecorded: tuple[_Batch, int] | None = None
+        self._unrecorded: tuple[Batch, int] | None = None
         self._tables_ready = False
 
     # -- public API ------------------------------------------------------------------------
@@ -284,7 +208,7 @@ class Notifier:
             "created_at": now,
             "key": alert.key,
             "text": alert.text,
-            "buttons": _encode_buttons(alert.buttons),
+            "buttons": encode_buttons(alert.buttons),
             "loud": alert.loud,
             "critical": alert.critical,
             "mergeable": alert.mergeable,
@@ -300,7 +224,7 @@ class Notifier:
             .where(outbox.c.key == alert.key, outbox.c.status == status)
             .values(
                 text=alert.text,
-                buttons=_encode_buttons(alert.buttons),
+                buttons=encode_buttons(alert.buttons),
                 loud=alert.loud,
                 critical=alert.critical,
                 mergeable=alert.mergeable,
@@ -340,7 +264,7 @@ class Notifier:
             ).first()
         return pending is None
 
-    def _set(self, rows: Sequence[_Row], **values: Any) -> None:
+    def _set(self, rows: Sequence[OutboxRow], **values: Any) -> None:
         ids = [row.id for row in rows]
         with self._engine.begin() as conn:
             conn.execute(sa.update(outbox).where(outbox.c.id.in_(ids)).values(**values))
@@ -403,7 +327,7 @@ class Notifier:
         log.info("alert outbox: mute expired, %d held alerts summarised", count)
         return None
 
-    def _due_rows(self) -> tuple[list[_Row], float | None]:
+    def _due_rows(self) -> tuple[list[OutboxRow], float | None]:
         """The next due row with any mergeable ones that fit beside it, or the wait until one."""
         now = time.time()
         due = sa.select(outbox).where(outbox.c.status == PENDING, outbox.c.next_attempt_at <= now)
@@ -426,7 +350,7 @@ class Notifier:
             ).all()
         return fit_batch([head, *map(_row, others)]), None
 
-    async def _deliver(self, batch: _Batch) -> None:
+    async def _deliver(self, batch: Batch) -> None:
         self._pacer.record(self._target)
         try:
             message_id = await self._send(batch)
@@ -442,7 +366,7 @@ class Notifier:
             self._unrecorded = (batch, message_id)
             self._record(batch, message_id)
 
-    async def _send(self, batch: _Batch) -> int:
+    async def _send(self, batch: Batch) -> int:
         """Edit the incident's message if it has one, else send a new message."""
         known = self._message_for(batch.key) if batch.key is not None else None
         if known is not None:
@@ -465,7 +389,7 @@ class Notifier:
             return None
         return int(found.message_id)
 
-    def _record(self, batch: _Batch, message_id: int) -> None:
+    def _record(self, batch: Batch, message_id: int) -> None:
         """Mark the rows sent and remember the incident's message, in one transaction.
 
         A row whose text was replaced while in flight stays pending: its next
@@ -492,15 +416,18 @@ class Notifier:
                 )
         self._unrecorded = None
 
-    def _retry(self, batch: _Batch, exc: Exception) -> None:
+    def _retry(self, batch: Batch, exc: Exception) -> None:
         """Back off exponentially; an alert is never dropped for a transient failure."""
         if not isinstance(exc, TransientError):
             log.error("alert outbox: unexpected delivery error", exc_info=exc)
         with self._engine.begin() as conn:
             for row in batch.rows:
-                attempts = 1 + conn.execute(
-                    sa.select(outbox.c.attempts).where(outbox.c.id == row.id)
-                ).scalar_one()
+                attempts = (
+                    1
+                    + conn.execute(
+                        sa.select(outbox.c.attempts).where(outbox.c.id == row.id)
+                    ).scalar_one()
+                )
                 delay = backoff(self._pacing, attempts)
                 conn.execute(
                     sa.update(outbox)
@@ -513,7 +440,7 @@ class Notifier:
                 )
         log.warning("alert outbox: delivery failed (%s); retrying with backoff", exc)
 
-    def _give_up(self, batch: _Batch, exc: Undeliverable) -> None:
+    def _give_up(self, batch: Batch, exc: Undeliverable) -> None:
         """A merged message Telegram refuses is split up; a single refused alert fails."""
         if len(batch.rows) > 1:
             log.warning("alert outbox: merged message refused (%s); sending one by one", exc)

@@ -1,22 +1,29 @@
-"""How fast the alert outbox may talk to Telegram.
+"""How fast, and in what shape, the alert outbox may talk to Telegram.
 
 Telegram throttles bots per chat (about one message a second in a private
 chat, twenty a minute in a group) and overall (about thirty a second), and
 answers a faster bot with 429 ``retry_after``. The pacer remembers when each
 chat may next be written to, so the outbox worker sleeps instead of collecting
-429s. Its clock is injected, so these rules are tested without sleeping.
+429s; its clock is injected, so these rules are tested without sleeping. A
+burst that outruns the limits is coalesced instead: waiting alerts are merged
+into one message, and alerts held while muted become one summary.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bot.transport import ChatTarget
+from bot.text import TELEGRAM_LIMIT, Button, Message, clip, esc
+from bot.transport import ChatTarget, html_to_text
 
 GLOBAL_WINDOW_SECONDS = 1.0
+BLANK_LINE = "\n\n"
+SUMMARY_LINE_LIMIT = 200
+SUMMARY_TAIL_RESERVE = 40  # room for the "… and K more" line
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,3 +76,86 @@ class Pacer:
 
     def _push(self, chat_id: int, ready_at: float) -> None:
         self._chat_ready_at[chat_id] = max(self._chat_ready_at.get(chat_id, ready_at), ready_at)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """The parts of a pending outbox row that shape its message."""
+
+    id: int
+    key: str | None
+    text: str
+    buttons: str
+    loud: bool
+    mergeable: bool
+
+    @property
+    def merges(self) -> bool:
+        return self.mergeable and self.key is None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One chat message carrying one or more rows."""
+
+    rows: tuple[OutboxRow, ...]
+    message: Message
+    silent: bool
+
+    @property
+    def key(self) -> str | None:
+        return self.rows[0].key if len(self.rows) == 1 else None
+
+
+def first_line(text: str) -> str:
+    """The first non-empty line of an HTML text, as plain text."""
+    lines = html_to_text(text).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _header(count: int) -> str:
+    return f"<b>{count} alerts</b>"
+
+
+def fit_batch(rows: Sequence[OutboxRow]) -> list[OutboxRow]:
+    """The leading rows whose texts fit one message under a count header."""
+    kept = [rows[0]]
+    size = len(rows[0].text)
+    for row in rows[1:]:
+        grown = size + len(BLANK_LINE) + len(row.text)
+        if len(_header(len(kept) + 1)) + len(BLANK_LINE) + grown > TELEGRAM_LIMIT:
+            break
+        kept.append(row)
+        size = grown
+    return kept
+
+
+def compose(rows: Sequence[OutboxRow]) -> Batch:
+    """The message for ``rows``: the alert itself, or a merged list without buttons."""
+    if len(rows) == 1:
+        row = rows[0]
+        return Batch(tuple(rows), Message(row.text, decode_buttons(row.buttons)), not row.loud)
+    text = BLANK_LINE.join([_header(len(rows)), *(row.text for row in rows)])
+    return Batch(tuple(rows), Message(text), not any(row.loud for row in rows))
+
+
+def summary_text(texts: Sequence[str]) -> str:
+    """'While muted: N alerts' and the first line of each, as many as fit one message."""
+    lines = [f"<b>While muted: {len(texts)} alert{'' if len(texts) == 1 else 's'}</b>"]
+    size = len(lines[0])
+    for index, text in enumerate(texts):
+        line = "• " + esc(clip(first_line(text), SUMMARY_LINE_LIMIT))
+        if size + 1 + len(line) + SUMMARY_TAIL_RESERVE > TELEGRAM_LIMIT:
+            lines.append(f"… and {len(texts) - index} more")
+            break
+        lines.append(line)
+        size += 1 + len(line)
+    return "\n".join(lines)
+
+
+def encode_buttons(buttons: tuple[Button, ...]) -> str:
+    return json.dumps([[button.label, button.data] for button in buttons])
+
+
+def decode_buttons(raw: str) -> tuple[Button, ...]:
+    return tuple(Button(label, data) for label, data in json.loads(raw))

@@ -9,9 +9,11 @@ says goodbye.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from datetime import UTC, datetime
+from typing import Any
 
 from telegram import BotCommand, Update
 from telegram.constants import ParseMode
@@ -42,7 +44,7 @@ log = logging.getLogger("bot")
 OFFLINE_AFTER_SECONDS = 60.0
 API_RETRY_MAX_SECONDS = 300.0
 
-App = Application  # type: ignore[type-arg]
+App = Application[Any, Any, Any, Any, Any, Any]
 
 
 def file_url(base_url: str) -> str:
@@ -65,10 +67,8 @@ async def wait_for_api(app: App, stop: asyncio.Event, base_url: str) -> bool:
         log.error(
             "cannot use the Telegram API at %s: %s; retrying in %.0fs", base_url, problem, delay
         )
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
-        except TimeoutError:
-            pass
         delay = min(delay * 2, API_RETRY_MAX_SECONDS)
     return False
 
@@ -133,7 +133,8 @@ class TelegramBot:
             await self.app.updater.stop()
             await self.app.stop()
             await self.service.stop(
-                goodbye=f"🔴 bot on {esc(host)} going down; workflows stopped, they resume on the next start"
+                goodbye=f"🔴 bot on {esc(host)} going down; workflows stopped, "
+                "they resume on the next start"
             )
 
     async def _register_commands(self) -> None:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.exc import SQLAlchemyError
@@ -71,6 +71,7 @@ class Supervisor:
         self._scheduler: AsyncIOScheduler | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -151,6 +152,8 @@ class Supervisor:
                 if rt.process
             )
         )
+        if self._tasks:
+            await asyncio.gather(*self._tasks)
         for runtime in self._runtimes.values():
             runtime.log.close()
         self.bus.close()
@@ -486,14 +489,15 @@ class Supervisor:
 
     async def _check(self) -> None:
         """Every ``check_interval_seconds``: hangs; attempts reset after a healthy stretch."""
-        now = utcnow()
         for runtime in self._runtimes.values():
             try:
-                self._refresh(runtime)
+                if self._refresh(runtime):
+                    self._observe(runtime)  # else the poll would never see what this read
                 if runtime.process is None or runtime.expected_exit or runtime.lock.locked():
                     continue
+                now = utcnow()
                 if runtime.silence(now) > runtime.workflow.hang_threshold_seconds:
-                    await self._hang(runtime)
+                    self._hang(runtime, runtime.process)
                 elif (
                     runtime.healthy_since
                     and runtime.memory.restarts
@@ -508,8 +512,8 @@ class Supervisor:
             except Exception:
                 log.exception("check of %s failed", runtime.name)
 
-    async def _hang(self, runtime: Runtime) -> None:
-        assert runtime.process is not None
+    def _hang(self, runtime: Runtime, process: WorkflowProcess) -> None:
+        """Report the hang and end the group in the background (other checks go on)."""
         now = utcnow()
         threshold = runtime.workflow.hang_threshold_seconds
         age = runtime.heartbeat_age(now) if runtime.fresh_heartbeat() else None
@@ -529,7 +533,13 @@ class Supervisor:
         self._publish(_with_incident(event, incident.id))
         runtime.expected_exit = "hang"
         runtime.log.mark(f"hung: {event.detail}; ending the process group")
-        await runtime.process.terminate(self.settings.stop_grace_seconds)
+        self._background(process.terminate(self.settings.stop_grace_seconds))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as a task that shutdown waits for."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _schedule_after_hang(self, runtime: Runtime) -> None:
         self._apply(runtime, self._decide(runtime, "hang"), "hang")
