@@ -388,9 +388,9 @@ class Supervisor:
             self._restart_later(runtime, decision.delay, reason)
         elif decision.action == "give_up":
             runtime.state = "gave_up"
-            incident = self._open_incident(
-                runtime, "crash" if cause == "finished" else cause, cause
-            )
+            incident = runtime.incident
+            if incident is None:  # only a clean exit under ``always`` comes without one
+                incident = self._open_incident(runtime, "crash", "exit 0")
             self._publish(
                 GaveUp(
                     workflow=runtime.name,
