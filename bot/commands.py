@@ -68,6 +68,11 @@ class Usage(Exception):
     """A wrong or missing argument; the text is the one line the user sees."""
 
 
+def _workflow_of(command: str, args: Sequence[str]) -> str | None:
+    """The workflow a command is about, for the audit log (``/mute 2h`` is about none)."""
+    return args[0] if args and command not in ("mute", "unmute") else None
+
+
 def line(text: str) -> Reply:
     return Reply([Message(text)])
 
@@ -94,7 +99,7 @@ class CommandRouter:
         """Run one command; never raises (errors become a short apology line)."""
         command = command.lower().lstrip("/").split("@", 1)[0]
         args = [arg for arg in args if arg]
-        workflow = args[0] if args and command not in ("mute",) else None
+        workflow = _workflow_of(command, args)
         try:
             reply = await self._dispatch(command, list(args))
             outcome, detail_text = "ok", reply.messages[0].text if reply.messages else ""
@@ -121,7 +126,7 @@ class CommandRouter:
             list(args),
             outcome="ignored",
             text=text,
-            workflow=args[0] if args else None,
+            workflow=_workflow_of(command, args),
         )
         return line(esc(text) + "; send it again if you still want it.")
 

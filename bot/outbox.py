@@ -9,7 +9,8 @@ incident key, and holding non-critical alerts while the chat is muted.
 Exactly once, with one small window: a row is marked sent in the transaction
 that records its message id, right after Telegram accepts it, and a sent row
 is never sent again. A crash between Telegram's reply and that commit sends
-the message once more after a restart: a rare duplicate, never a loss.
+the message once more after a restart, and so does a request that timed out
+after Telegram processed it: a rare duplicate, never a loss.
 """
 
 from __future__ import annotations
@@ -144,11 +145,13 @@ class Notifier:
         """Deliver what is due within ``flush_timeout``, then stop; the rest stays pending."""
         if self._task is None:
             return
-        await self.wait_idle(flush_timeout)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        try:
+            await self.wait_idle(flush_timeout)
+        finally:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
     def enqueue(self, alert: Alert) -> None:
         """Commit ``alert`` to the outbox (before returning) and wake the worker."""
@@ -328,25 +331,31 @@ class Notifier:
         return None
 
     def _due_rows(self) -> tuple[list[OutboxRow], float | None]:
-        """The next due row with any mergeable ones that fit beside it, or the wait until one."""
+        """The head of the line with the mergeable rows that fit beside it, or the wait for it.
+
+        Strictly first in, first out: a row backing off holds up the rows behind
+        it (a failure is the chat's, not the row's), so alerts arrive in order,
+        across restarts too.
+        """
         now = time.time()
-        due = sa.select(outbox).where(outbox.c.status == PENDING, outbox.c.next_attempt_at <= now)
+        pending = sa.select(outbox).where(outbox.c.status == PENDING).order_by(outbox.c.id)
         with self._engine.connect() as conn:
-            first = conn.execute(due.order_by(outbox.c.id).limit(1)).first()
+            first = conn.execute(pending.limit(1)).first()
             if first is None:
-                next_at = conn.execute(
-                    sa.select(sa.func.min(outbox.c.next_attempt_at)).where(
-                        outbox.c.status == PENDING
-                    )
-                ).scalar()
-                return [], None if next_at is None else max(next_at - now, 0.0)
+                return [], None
+            if first.next_attempt_at > now:
+                return [], first.next_attempt_at - now
             head = _row(first)
             if not head.merges:
                 return [head], None
+            # Rows still being gathered ride along with the head instead of trailing it.
             others = conn.execute(
-                due.where(outbox.c.mergeable, outbox.c.key.is_(None), outbox.c.id != head.id)
-                .order_by(outbox.c.id)
-                .limit(MERGE_CANDIDATES)
+                pending.where(
+                    outbox.c.next_attempt_at <= now + self._pacing.gather_seconds,
+                    outbox.c.mergeable,
+                    outbox.c.key.is_(None),
+                    outbox.c.id != head.id,
+                ).limit(MERGE_CANDIDATES)
             ).all()
         return fit_batch([head, *map(_row, others)]), None
 

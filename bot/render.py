@@ -2,7 +2,8 @@
 
 Every dynamic string goes through ``esc`` exactly once, here, and every
 message is built to fit Telegram's 4096 characters: long lists are split into
-several messages, long texts are clipped with a mark.
+several messages, long texts are clipped with a mark. Dynamic strings are cut
+before escaping (``esc_clip``), so a cut never splits an entity or a tag.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from bot.text import (
     TELEGRAM_LIMIT,
     Button,
     Message,
-    clip,
+    clip_html,
     clip_lines_from_top,
     esc,
+    esc_clip,
     format_duration,
 )
 from supervisor.control import EventRecord
@@ -33,8 +35,15 @@ ICONS = {
     "gave_up": "🛑",
 }
 SUMMARY_IN_LIST = 80
+NAME_IN_LIST = 64  # the config's name limit; anything longer is clipped, not trusted
+STATUS_IN_LIST = 40
+EVENT_DETAIL = 120
+AUDIT_ENTRY = 200
+DB_PROBLEM = 300
+MORE_RESERVE = 60  # room for the "… and N more" line
 ERROR_IN_DETAIL = 1500
 PRE_OVERHEAD = len("<pre></pre>")
+ERROR_HEADING = "\n\n<b>last error</b>\n"
 
 
 def icon(status: WorkflowStatus) -> str:
@@ -48,28 +57,35 @@ def _age(seconds: float | None) -> str:
 
 
 def status_line(status: WorkflowStatus) -> str:
-    parts = [f"{icon(status)} <b>{esc(status.name)}</b> {esc(status.status or status.state)}"]
+    name = esc_clip(status.name, NAME_IN_LIST)
+    parts = [
+        f"{icon(status)} <b>{name}</b> {esc_clip(status.status or status.state, STATUS_IN_LIST)}"
+    ]
     if status.state not in ("stopped", "finished", "paused"):
         parts.append(f"♥ {_age(status.heartbeat_age)}")
     if status.restarts:
         parts.append(f"↻{status.restarts}")
     line = " · ".join(parts)
     if status.summary:
-        line += f"\n    {esc(clip(status.summary, SUMMARY_IN_LIST))}"
+        line += f"\n    {esc_clip(status.summary, SUMMARY_IN_LIST)}"
     return line
 
 
 def pack(blocks: Sequence[str], header: str = "") -> list[Message]:
-    """Join blocks into as few messages as fit the limit; a block never straddles two."""
+    """Join blocks into as few messages as fit the limit; a block never straddles two.
+
+    A block too long for one message on its own is clipped between tags and entities.
+    """
     messages: list[Message] = []
-    current = header
-    for block in blocks:
+    current = clip_html(header, TELEGRAM_LIMIT)
+    for raw in blocks:
+        block = clip_html(raw, TELEGRAM_LIMIT)
         candidate = f"{current}\n{block}" if current else block
-        if len(candidate) > TELEGRAM_LIMIT and current:
+        if len(candidate) > TELEGRAM_LIMIT:
             messages.append(Message(current))
-            current = block[:TELEGRAM_LIMIT]
+            current = block
         else:
-            current = candidate[:TELEGRAM_LIMIT]
+            current = candidate
     if current:
         messages.append(Message(current))
     return messages
@@ -87,7 +103,10 @@ def detail(
     status: WorkflowStatus, events: Sequence[EventRecord], audit: Sequence[str], now: datetime
 ) -> Message:
     lines = [status_line(status)]
-    lines.append(f"state: {esc(status.state)}" + (f" · pid {status.pid}" if status.pid else ""))
+    lines.append(
+        f"state: {esc_clip(status.state, STATUS_IN_LIST)}"
+        + (f" · pid {status.pid}" if status.pid else "")
+    )
     if status.started_at and status.pid:
         lines.append(f"uptime: {format_duration((now - status.started_at).total_seconds())}")
     lines.append(f"restarts: {status.restarts}/{status.max_restarts}")
@@ -98,22 +117,25 @@ def detail(
     if status.exit_code is not None:
         lines.append(f"last exit code: {status.exit_code}")
     if status.db_problem:
-        lines.append(f"⚠️ {esc(status.db_problem)}")
+        lines.append(f"⚠️ {esc_clip(status.db_problem, DB_PROBLEM)}")
     if events:
         lines.append("\n<b>recent events</b>")
-        lines += [f"{_clock(e.time)} {esc(e.kind)}: {esc(clip(e.detail, 120))}" for e in events]
+        lines += [_event_line(event) for event in events]
     if audit:
         lines.append("\n<b>recent commands</b>")
-        lines += [esc(entry) for entry in audit]
-    text = "\n".join(lines)
+        lines += [esc_clip(entry, AUDIT_ENTRY) for entry in audit]
+    text = clip_html("\n".join(lines), TELEGRAM_LIMIT)
     if status.last_error:
-        room = TELEGRAM_LIMIT - len(text) - len("\n\n<b>last error</b>\n") - PRE_OVERHEAD - 1
+        room = TELEGRAM_LIMIT - len(text) - len(ERROR_HEADING) - PRE_OVERHEAD
         if room > 100:
-            error = clip(status.last_error, min(room, ERROR_IN_DETAIL * 2))
-            text += f"\n\n<b>last error</b>\n<pre>{esc(error)}</pre>"
-    return Message(
-        clip(text, TELEGRAM_LIMIT) if len(text) > TELEGRAM_LIMIT else text, actions(status.name)
-    )
+            error = esc_clip(status.last_error, min(room, ERROR_IN_DETAIL * 2))
+            text += f"{ERROR_HEADING}<pre>{error}</pre>"
+    return Message(text, actions(status.name))
+
+
+def _event_line(event: EventRecord) -> str:
+    kind = esc_clip(event.kind, STATUS_IN_LIST)
+    return f"{_clock(event.time)} {kind}: {esc_clip(event.detail, EVENT_DETAIL)}"
 
 
 def _clock(moment: datetime) -> str:
@@ -126,17 +148,28 @@ def actions(name: str) -> tuple[Button, ...]:
 
 def tail_message(name: str, lines: Sequence[str], *, following: str = "") -> Message:
     """The last lines in a <pre> block, cut from the top so the block fits one message."""
-    header = f"<b>{esc(name)}</b> log{following}\n"
+    header = f"<b>{esc_clip(name, NAME_IN_LIST)}</b> log{following}\n"
     room = TELEGRAM_LIMIT - len(header) - PRE_OVERHEAD
     escaped = [esc(line) for line in lines] or ["(empty)"]
-    # Cut after escaping so the block fits exactly; a cut only ever drops a line's start.
+    # Cut after escaping so the block fits exactly; a cut never splits an entity.
     body = clip_lines_from_top(escaped, room)
     return Message(f"{header}<pre>{body}</pre>", (Button("Tail", f"tail:{name}"),))
 
 
 def names_message(statuses: Sequence[WorkflowStatus]) -> Message:
-    lines = [f"{icon(s)} <code>{esc(s.name)}</code> {esc(s.state)}" for s in statuses]
-    return Message("<b>Workflows</b>\n" + ("\n".join(lines) or "none configured"))
+    """The configured names in one message; past the limit, a count of the rest."""
+    text = "<b>Workflows</b>"
+    lines = [_name_line(status) for status in statuses] or ["none configured"]
+    for index, line in enumerate(lines):
+        if len(text) + 1 + len(line) + MORE_RESERVE > TELEGRAM_LIMIT:
+            return Message(f"{text}\n… and {len(lines) - index} more; /status lists them all")
+        text += "\n" + line
+    return Message(text)
+
+
+def _name_line(status: WorkflowStatus) -> str:
+    name = esc_clip(status.name, NAME_IN_LIST)
+    return f"{icon(status)} <code>{name}</code> {esc_clip(status.state, STATUS_IN_LIST)}"
 
 
 HELP = """<b>Commands</b>

@@ -49,7 +49,7 @@ class Service:
         self._forwarding = asyncio.create_task(self._forward(subscription))
         await self.supervisor.startup()
         if hello:
-            self.notifier.enqueue(Alert(hello, loud=False, mergeable=False))
+            self.notifier.enqueue(_lifecycle(hello))
 
     async def _forward(self, subscription: Subscription) -> None:
         async for event in subscription:
@@ -68,6 +68,11 @@ class Service:
         if self._forwarding is not None:
             await self._forwarding
         if goodbye:
-            self.notifier.enqueue(Alert(goodbye, loud=False, mergeable=False))
+            self.notifier.enqueue(_lifecycle(goodbye))
         await self.notifier.stop(flush_timeout)
         self.engine.dispose()
+
+
+def _lifecycle(text: str) -> Alert:
+    """Up and down notes are quiet but come through a mute: after a goodbye nothing else will."""
+    return Alert(text, loud=False, critical=True, mergeable=False)

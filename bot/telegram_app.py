@@ -54,11 +54,11 @@ def file_url(base_url: str) -> str:
 
 
 async def wait_for_api(app: App, stop: asyncio.Event, base_url: str) -> bool:
-    """Call getMe until it works, backing off; False if asked to stop meanwhile."""
+    """Initialize (getMe) until it works, backing off; False if asked to stop meanwhile."""
     delay = 1.0
     while not stop.is_set():
         try:
-            await app.bot.get_me()
+            await app.initialize()  # calls getMe
             return True
         except InvalidToken:
             problem = "the token was rejected (check TELEGRAM_BOT_TOKEN)"
@@ -102,6 +102,7 @@ class TelegramBot:
         )
         self.service = Service(supervisor, TelegramTransport(self.app.bot), target, pacing=pacing)
         self._denied: set[int] = set()
+        self._followers: set[asyncio.Task[None]] = set()
         self.app.add_handler(TypeHandler(Update, self._gate), group=-1)
         self.app.add_handler(MessageHandler(filters.COMMAND, self._on_command))
         self.app.add_handler(CallbackQueryHandler(self._on_button))
@@ -110,32 +111,72 @@ class TelegramBot:
     # -- lifecycle -------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        base = self.settings.telegram_api_base_url
-        if not await wait_for_api(self.app, stop, base):
+        """Serve until ``stop`` is set; the workflows are stopped before this returns."""
+        if not await wait_for_api(self.app, stop, self.settings.telegram_api_base_url):
             return
-        host = socket.gethostname()
-        async with self.app:
-            names = ", ".join(self.service.supervisor.names)
-            await self.service.start(hello=f"🟢 bot up on {esc(host)}: {esc(names)}")
+        try:
+            await self._serve(stop)
+        finally:
+            await self.app.shutdown()
+
+    async def _serve(self, stop: asyncio.Event) -> None:
+        host = esc(socket.gethostname())
+        names = esc(", ".join(self.service.supervisor.names))
+        await self.service.start(hello=f"🟢 bot up on {host}: {names}")
+        watchdog: asyncio.Task[None] | None = None
+        try:
             await self._register_commands()
             await self.app.start()
-            assert self.app.updater is not None
-            await self.app.updater.start_polling(
-                timeout=self.settings.telegram_poll_timeout_seconds,
-                allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
-            )
-            self.systemd.ready()
-            watchdog = asyncio.create_task(self._watchdog())
-            log.info("bot running; commanding chats: %s", sorted(self.settings.allowed_chats))
-            await stop.wait()
+            if await self._start_polling(stop):
+                self.systemd.ready()
+                watchdog = asyncio.create_task(self._watchdog())
+                log.info("bot running; commanding chats: %s", sorted(self.settings.allowed_chats))
+                await stop.wait()
+        finally:
             self.systemd.stopping()
-            watchdog.cancel()
-            await self.app.updater.stop()
-            await self.app.stop()
+            if watchdog is not None:
+                watchdog.cancel()
+            await self._stop_telegram()
             await self.service.stop(
-                goodbye=f"🔴 bot on {esc(host)} going down; workflows stopped, "
+                goodbye=f"🔴 bot on {host} going down; workflows stopped, "
                 "they resume on the next start"
             )
+
+    async def _start_polling(self, stop: asyncio.Event) -> bool:
+        """Start long polling, retrying while the API is unreachable; False if stopped first."""
+        assert self.app.updater is not None
+        delay = 1.0
+        while not stop.is_set():
+            try:
+                await self.app.updater.start_polling(
+                    timeout=self.settings.telegram_poll_timeout_seconds,
+                    allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
+                )
+                return True
+            except TelegramError as exc:
+                log.error(
+                    "cannot start polling (%s: %s); retrying in %.0fs",
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, API_RETRY_MAX_SECONDS)
+        return False
+
+    async def _stop_telegram(self) -> None:
+        """Stop follows, polling and handlers; an unreachable API must not block shutdown."""
+        for follower in self._followers:  # PTB's stop() would wait out every follow
+            follower.cancel()
+        updater = self.app.updater
+        try:
+            if updater is not None and updater.running:
+                await updater.stop()
+        except TelegramError as exc:
+            log.warning("stopping the updater: %s", exc)
+        if self.app.running:
+            await self.app.stop()
 
     async def _register_commands(self) -> None:
         try:
@@ -223,23 +264,29 @@ class TelegramBot:
                 disable_web_page_preview=True,
             )
         if reply.updates is not None and last is not None:
-            self.app.create_task(self._follow(chat.id, last.message_id, reply))
+            follower = asyncio.create_task(self._follow(chat.id, last.message_id, reply))
+            self._followers.add(follower)
+            follower.add_done_callback(self._followers.discard)
 
     async def _follow(self, chat_id: int, message_id: int, reply: Reply) -> None:
+        """Edit the follow message with each update; a failure ends the follow, not the bot."""
         assert reply.updates is not None
-        async for message in reply.updates:
-            try:
-                await self.app.bot.edit_message_text(
-                    chat_id=chat_id,
-                    message_id=message_id,
-                    text=message.text,
-                    parse_mode=ParseMode.HTML,
-                    reply_markup=keyboard(message),
-                )
-            except TelegramError as exc:
-                if "not modified" not in str(exc).lower():
-                    log.warning("tail follow stopped: %s", exc)
-                    return
+        try:
+            async for message in reply.updates:
+                try:
+                    await self.app.bot.edit_message_text(
+                        chat_id=chat_id,
+                        message_id=message_id,
+                        text=message.text,
+                        parse_mode=ParseMode.HTML,
+                        reply_markup=keyboard(message),
+                    )
+                except TelegramError as exc:
+                    if "not modified" not in str(exc).lower():
+                        log.warning("tail follow stopped: %s", exc)
+                        return
+        except Exception:
+            log.exception("tail follow failed")
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("handler failed for %r", update, exc_info=context.error)

@@ -90,7 +90,8 @@ class WorkflowProcess:
             start_new_session=True,
         )
         proc = asyncio.subprocess.Process(transport, protocol, loop)
-        write_pidfile(run_dir, workflow.name, proc.pid, workflow.argv)
+        # In a thread: its fsync would otherwise stall every other workflow's watch.
+        await asyncio.to_thread(write_pidfile, run_dir, workflow.name, proc.pid, workflow.argv)
         assert proc.stdout is not None
         return cls(proc, protocol.exited, asyncio.create_task(pump(proc.stdout, log)))
 

@@ -12,10 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import queue
 import sqlite3
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +165,10 @@ async def running(
 
 
 async def wait_for_event(
-    subscription: Subscription, kind: str, workflow: str | None = None, timeout: float = 5
+    subscription: Subscription,
+    kind: str,
+    workflow: str | None = None,
+    timeout: float = 5,  # noqa: ASYNC109 - the shared helper's agreed signature
 ) -> Event:
     """The next event of ``kind`` (for ``workflow``), skipping others; fails after ``timeout``."""
 
@@ -185,10 +192,8 @@ async def collect(subscription: Subscription, seconds: float) -> list[Event]:
         async for event in subscription:
             seen.append(event)
 
-    try:
+    with suppress(TimeoutError):
         await asyncio.wait_for(gather(), seconds)
-    except TimeoutError:
-        pass
     return seen
 
 
@@ -221,3 +226,58 @@ def live_group(pgid: int) -> list[psutil.Process]:
         except (OSError, psutil.Error):
             continue
     return members
+
+
+class Headless:
+    """``python -m supervisor run --json`` as a subprocess, its JSON lines read by a thread."""
+
+    def __init__(self, config: Path, conf: SupervisorSettings, *args: str) -> None:
+        env = {
+            **os.environ,
+            "SUPERVISOR_CONFIG": str(config),
+            "SUPERVISOR_DATA_DIR": str(conf.data_dir),
+            "SUPERVISOR_CHECK_INTERVAL_SECONDS": str(conf.check_interval_seconds),
+            "SUPERVISOR_ERROR_POLL_SECONDS": str(conf.error_poll_seconds),
+            "SUPERVISOR_STOP_GRACE_SECONDS": str(conf.stop_grace_seconds),
+            "SUPERVISOR_STATUS_INTERVAL_SECONDS": str(conf.status_interval_seconds),
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "supervisor", "run", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []  # every line handed out so far
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def next_line(self, timeout: float = 8) -> str:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no output line in {timeout}s") from None
+        self.seen.append(line)
+        return line
+
+    def wait_for(self, kind: str, timeout: float = 8) -> dict[str, Any]:
+        """The next JSON event of ``kind``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            event = json.loads(self.next_line(max(deadline - time.monotonic(), 0.01)))
+            if event["kind"] == kind:
+                return dict(event)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

@@ -1,4 +1,4 @@
-"""S4: a living process with an old heartbeat is hung, killed and restarted; a new start has grace."""
+"""S4: a live process with an old heartbeat is hung, killed and restarted; a new start has grace."""
 
 from __future__ import annotations
 

@@ -159,9 +159,7 @@ async def test_attempts_reset_after_a_healthy_stretch(tmp_path: Path) -> None:
 
 async def test_manual_restart_resets_attempts(tmp_path: Path) -> None:
     conf = settings(tmp_path)
-    flow = table(
-        tmp_path, "again", restart_backoff_seconds=[0.1], plan={"beats": 2, "exit": 1}
-    )
+    flow = table(tmp_path, "again", restart_backoff_seconds=[0.1], plan={"beats": 2, "exit": 1})
     async with running(conf, resolve(tmp_path, conf, flow)) as (sup, sub):
         await wait_for_event(sub, "restarted", "again")
         assert (await sup.status("again"))[0].restarts == 1

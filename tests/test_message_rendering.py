@@ -1,0 +1,456 @@
+"""B3: every chat message is valid Telegram HTML within 4096 characters.
+
+Rendering is pure, so these are property-style loops over nasty inputs
+(markup, entities, 10,000-character strings, emoji, empty strings) through
+every renderer and every alert. Each message is checked the way Telegram
+checks it (``tests.fakes.botapi.check_text``), is at most 4096 characters
+even before entity parsing, and shows each dynamic string exactly as given:
+escaped once, never twice, never raw.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.alerts import ERROR_CLIP, AlertComposer
+from bot.outbox import Alert
+from bot.render import detail, names_message, overview, pack, status_line, tail_message
+from bot.text import (
+    ELLIPSIS,
+    TELEGRAM_LIMIT,
+    Message,
+    clip,
+    clip_html,
+    clip_lines_from_top,
+    esc,
+    esc_clip,
+    format_duration,
+    parse_duration,
+)
+from bot.transport import html_to_text
+from supervisor.control import EventRecord
+from supervisor.events import (
+    EVENT_TYPES,
+    Crashed,
+    Digest,
+    ErrorReported,
+    Event,
+    Finished,
+    GaveUp,
+    Hung,
+    Paused,
+    Recovered,
+    Reloaded,
+    Restarted,
+    Resumed,
+    Started,
+    StatusChanged,
+    Stopped,
+    WorkflowStatus,
+)
+from tests.fakes.botapi import BotAPIError, check_text
+
+NOW = datetime(2026, 11, 24, 11, 42, 15, tzinfo=UTC)
+SHORT_NASTY = [
+    "<script>&",
+    "</pre>",
+    "&amp;",
+    "&lt;b&gt;",
+    "a<b>c</b>",
+    "</b></i><pre>",
+    "&#x41; &#65; &nbsp",
+    "😀🚀 ünïcødé ✓ 中文",
+    "line one\nline two",
+    "x" * 50,
+]
+LONG_NASTY = ["x" * 10_000, "<" * 10_000, "&" * 10_000, "😀" * 10_000, "</pre>&amp;" * 1000]
+NASTY = [*SHORT_NASTY, *LONG_NASTY, ""]
+NAME = "wf-Name_1.x"  # the config allows [A-Za-z0-9][A-Za-z0-9_.-]{0,63}
+
+
+def assert_valid(text: str) -> str:
+    """Telegram would accept ``text`` in HTML mode, and it fits 4096 chars even unparsed."""
+    try:
+        check_text(text, "HTML")
+    except BotAPIError as error:  # pragma: no cover - the failure message is the point
+        pytest.fail(f"Telegram would refuse {text[:200]!r}…: {error.description}")
+    assert len(text) <= TELEGRAM_LIMIT, f"{len(text)} chars"
+    return text
+
+
+def assert_all_valid(messages: Iterable[Message | Alert]) -> list[str]:
+    return [assert_valid(message.text) for message in messages]
+
+
+def shows(text: str, value: str) -> bool:
+    """``value`` is visible in the rendered HTML exactly as given (escaped once)."""
+    return value in html_to_text(text)
+
+
+def wf(name: str = NAME, **fields: object) -> WorkflowStatus:
+    values: dict[str, object] = {"state": "running", "heartbeat_age": 3.0} | fields
+    return WorkflowStatus(name=name, **values)  # type: ignore[arg-type]
+
+
+# -- overview, pack ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [100, 500])
+def test_overview_splits_long_lists_and_loses_no_workflow(count: int) -> None:
+    statuses = [
+        wf(f"wf-{i:03d}", status=SHORT_NASTY[i % len(SHORT_NASTY)], summary=NASTY[i % len(NASTY)])
+        for i in range(count)
+    ]
+    texts = assert_all_valid(overview(statuses))
+    assert len(texts) > 1
+    joined = "\n".join(texts)
+    for i in range(count):
+        assert joined.count(f"<b>wf-{i:03d}</b>") == 1, f"wf-{i:03d} lost or repeated"
+    assert texts[0].startswith(f"<b>{count} workflows</b>")
+
+
+def test_overview_escapes_every_field_once() -> None:
+    for value in NASTY:
+        for status in (
+            wf(value),
+            wf(status=value),
+            wf(summary=value),
+            wf(state="paused", summary=value),
+        ):
+            [text] = assert_all_valid(overview([status]))
+            if value in SHORT_NASTY and "\n" not in value and len(value) < 40:
+                assert shows(text, value), (value, text)
+    [text] = assert_all_valid(overview([wf(summary="<script>&")]))
+    assert "&lt;script&gt;&amp;" in text
+
+
+def test_status_line_clips_long_fields_before_escaping() -> None:
+    for value in LONG_NASTY:
+        line = status_line(wf(value, status=value, summary=value))
+        assert len(line) < 1000
+        assert_valid(line)
+
+
+def test_overview_of_nothing_says_so() -> None:
+    assert assert_all_valid(overview([])) == ["No workflows configured."]
+
+
+def test_pack_clips_a_single_overlong_block_between_entities_and_closes_its_tags() -> None:
+    for value in LONG_NASTY:
+        block = f"<b>{esc(value)}</b> <pre>{esc(value)}</pre>"
+        for header in ("", "<b>header</b>"):
+            texts = assert_all_valid(pack([block, "<i>after</i>", block], header=header))
+            assert any("<i>after</i>" in text for text in texts)
+            assert all(text.strip() for text in texts)
+
+
+def test_pack_never_leaves_an_empty_message_or_splits_a_block() -> None:
+    blocks = [f"<code>{i}</code> " + "y" * 1000 for i in range(40)]
+    texts = assert_all_valid(pack(blocks, header="<b>h</b>"))
+    for i in range(40):
+        assert sum(f"<code>{i}</code> " + "y" * 1000 in text for text in texts) == 1
+
+
+# -- detail --------------------------------------------------------------------------------
+
+
+def events(count: int, value: str) -> list[EventRecord]:
+    return [
+        EventRecord(NOW - timedelta(seconds=i), NAME, value or "crashed", value)
+        for i in range(count)
+    ]
+
+
+def test_detail_with_huge_error_many_events_and_nasty_text_fits_one_message() -> None:
+    for value in NASTY:
+        status = wf(
+            status=value,
+            summary=value,
+            last_error=value or None,
+            db_problem=value or None,
+            pid=4242,
+            started_at=NOW - timedelta(hours=3),
+            restarts=2,
+            max_restarts=20,
+            next_restart_at=NOW + timedelta(seconds=30),
+            exit_code=1,
+        )
+        for event_count in (0, 5, 300):
+            message = detail(status, events(event_count, value), [value] * 50, NOW)
+            text = assert_valid(message.text)
+            assert [b.data for b in message.buttons] == [f"restart:{NAME}", f"tail:{NAME}"]
+            if value in SHORT_NASTY and event_count == 5:
+                assert shows(text.split("<b>last error</b>", 1)[1], value), value
+
+
+def test_detail_shows_a_long_error_clipped_in_a_closed_pre_block() -> None:
+    error = "Traceback <module> & more\n" * 1000
+    text = assert_valid(detail(wf(last_error=error), [], [], NOW).text)
+    shown = html_to_text(text.split("<pre>", 1)[1].removesuffix("</pre>"))
+    assert shown.endswith(ELLIPSIS)
+    assert error.startswith(shown.removesuffix(ELLIPSIS))
+    assert len(shown) > 1000
+    assert "&lt;module&gt; &amp; more" in text
+
+
+# -- tail ----------------------------------------------------------------------------------
+
+
+def tail_body(text: str) -> str:
+    return html_to_text(text.split("<pre>", 1)[1].removesuffix("</pre>"))
+
+
+def test_tail_of_a_10000_char_line_keeps_its_end() -> None:
+    for value in LONG_NASTY:
+        text = assert_valid(tail_message(NAME, [value]).text)
+        body = tail_body(text)
+        assert body.startswith(ELLIPSIS)
+        assert value.endswith(body.removeprefix(ELLIPSIS))
+        assert len(body) > 500
+
+
+def test_tail_of_200_nasty_lines_keeps_the_newest() -> None:
+    lines = [f"{i:03d} {NASTY[i % len(NASTY)][:300]}" for i in range(200)]
+    text = assert_valid(tail_message("<script>&", lines, following=" (following)").text)
+    assert text.startswith("<b>&lt;script&gt;&amp;</b> log (following)\n<pre>")
+    body = tail_body(text)
+    assert body.endswith(lines[-1])
+    assert "\n".join(lines).endswith(body)
+
+
+def test_tail_cut_never_splits_an_entity() -> None:
+    """Lines of '<' and '&' escape to 4-5 chars; try every cut offset around the limit."""
+    for char in ("<", "&", ">"):
+        for extra in range(12):
+            line = "a" + char * (800 + extra) + "z"
+            for lines in ([line], ["old line"] * 3 + [line] * 2):
+                body = tail_body(assert_valid(tail_message(NAME, lines).text))
+                assert line.endswith(body.split("\n")[0].removeprefix(ELLIPSIS)), body[:20]
+
+
+def test_tail_of_nothing_says_empty() -> None:
+    assert tail_body(assert_valid(tail_message(NAME, []).text)) == "(empty)"
+    assert_valid(tail_message(NAME, [""]).text)
+
+
+# -- names ---------------------------------------------------------------------------------
+
+
+def test_names_message_escapes_and_fits() -> None:
+    for value in NASTY:
+        text = assert_valid(names_message([wf(value)]).text)
+        if value in SHORT_NASTY and "\n" not in value:
+            assert shows(text, value)
+    assert "none configured" in assert_valid(names_message([]).text)
+
+
+def test_names_message_with_500_workflows_counts_the_rest() -> None:
+    statuses = [wf(f"workflow-{i:03d}-" + "n" * 40) for i in range(500)]
+    text = assert_valid(names_message(statuses).text)
+    shown = text.count("<code>")
+    assert 0 < shown < 500
+    assert text.endswith(f"… and {500 - shown} more; /status lists them all")
+
+
+# -- alerts --------------------------------------------------------------------------------
+
+
+def incident(kind: type[Crashed] | type[Hung], **fields: object) -> Crashed | Hung:
+    base: dict[str, object] = {
+        "workflow": NAME,
+        "time": NOW,
+        "incident": "i1",
+        "attempt": 2,
+        "max_attempts": 20,
+        "will_restart": True,
+        "next_restart_in": 30.0,
+    }
+    if kind is Hung:
+        base |= {"heartbeat_age": 301.0, "threshold": 300.0}
+    return kind(**(base | fields))  # type: ignore[arg-type]
+
+
+def sample_events(value: str) -> list[Event]:
+    """One event of every type, every free-text field set to ``value``."""
+    tail = tuple(f"{i:02d} {value[:400]} " + "l" * 300 for i in range(50))
+    common: dict[str, object] = {"workflow": NAME, "time": NOW}
+    statuses = tuple(wf(f"wf-{i:03d}", summary=value) for i in range(300))
+    return [
+        Started(**common, pid=1),  # type: ignore[arg-type]
+        Stopped(**common, reason=value),  # type: ignore[arg-type]
+        Finished(**common, summary=value, note=value[:200]),  # type: ignore[arg-type]
+        incident(Crashed, exit_code=1, log_tail=tail),
+        incident(Crashed, will_restart=False, signal="SIGKILL", log_tail=(value[:500],)),
+        incident(Hung, heartbeat_age=None),
+        Restarted(**common, reason="crash", attempt=3, max_attempts=20, incident="i1", pid=7),  # type: ignore[arg-type]
+        GaveUp(**common, incident="i1", attempts=20, cause="crash", last_detail=value),  # type: ignore[arg-type]
+        Recovered(**common, incident="i1", down_seconds=95.0),  # type: ignore[arg-type]
+        ErrorReported(**common, text=value),  # type: ignore[arg-type]
+        StatusChanged(**common, old="running", new="error", summary=value),  # type: ignore[arg-type]
+        Paused(**common),  # type: ignore[arg-type]
+        Resumed(**common),  # type: ignore[arg-type]
+        Reloaded(**common, path=f"/srv/{value[:200]}/flow.py"),  # type: ignore[arg-type]
+        Digest(workflow="*", time=NOW, workflows=statuses),
+    ]
+
+
+def test_samples_cover_every_event_type() -> None:
+    assert {type(event) for event in sample_events("x")} == set(EVENT_TYPES)
+
+
+def test_every_alert_of_every_event_is_valid_html_within_the_limit() -> None:
+    for value in NASTY:
+        composer = AlertComposer()
+        for event in sample_events(value):
+            for alert in composer.alerts(event):
+                check_text(alert.text, "HTML")
+                assert len(html_to_text(alert.text)) <= TELEGRAM_LIMIT
+
+
+def test_crash_alert_with_50_long_log_lines_keeps_the_newest() -> None:
+    tail = tuple(f"{i:02d} <err> & " + "l" * 300 for i in range(50))
+    [alert] = AlertComposer().alerts(incident(Crashed, exit_code=3, log_tail=tail))
+    text = assert_valid(alert.text)
+    assert html_to_text(text).count("\n") > 2
+    assert "49 &lt;err&gt; &amp; " in text
+    assert "exit code 3" in text
+    assert alert.key == f"incident:{NAME}:i1"
+
+
+def test_restart_after_crash_edits_the_same_message_and_recovery_closes_it() -> None:
+    composer = AlertComposer()
+    [crash] = composer.alerts(incident(Crashed, exit_code=1))
+    restart = Restarted(
+        workflow=NAME, time=NOW, reason="crash", attempt=3, max_attempts=20, incident="i1"
+    )
+    [edit] = composer.alerts(restart)
+    assert edit.key == crash.key is not None
+    assert "attempt 3/20" in assert_valid(edit.text)
+    [closing, note] = composer.alerts(
+        Recovered(workflow=NAME, time=NOW, incident="i1", down_seconds=95)
+    )
+    assert closing.key == crash.key
+    assert note.key is None
+    assert "1m 35s" in assert_valid(closing.text)
+    assert composer.alerts(restart) == []  # the incident is closed
+
+
+def test_error_alert_clips_10k_text_to_about_1000_chars() -> None:
+    [alert] = AlertComposer().alerts(
+        ErrorReported(workflow=NAME, time=NOW, text="<script>&" + "e" * 10_000)
+    )
+    text = assert_valid(alert.text)
+    shown = html_to_text(text.split("<pre>", 1)[1])
+    assert ERROR_CLIP - 10 <= len(shown) <= ERROR_CLIP
+    assert shown.startswith("<script>&")
+    assert "&lt;script&gt;&amp;" in text
+
+
+def test_gave_up_finished_status_and_reload_alerts_show_their_text() -> None:
+    composer = AlertComposer()
+    value = "<script>&"
+    for event in sample_events(value):
+        if isinstance(event, GaveUp | Finished | StatusChanged | Reloaded):
+            [alert] = composer.alerts(event)
+            assert shows(assert_valid(alert.text), value), event
+
+
+def test_digest_of_300_workflows_is_split_and_complete() -> None:
+    statuses = tuple(wf(f"wf-{i:03d}", summary="<script>&" * 20) for i in range(300))
+    alerts = AlertComposer().alerts(Digest(workflow="*", time=NOW, workflows=statuses))
+    texts = assert_all_valid(alerts)
+    assert len(texts) > 1
+    assert "digest" in texts[0]
+    joined = "\n".join(texts)
+    assert all(joined.count(f"<b>wf-{i:03d}</b>") == 1 for i in range(300))
+
+
+# -- text primitives -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("30m", 1800), (" 2H ", 7200), ("1d", 86400), ("366d", 366 * 86400)],
+)
+def test_parse_duration_accepts(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", " ", "0m", "1.5h", "-5m", "5", "m", "5w", "1h30m", "٣m", "367d", "9" * 5000 + "s"],
+)
+def test_parse_duration_refuses_with_a_short_hint(text: str) -> None:
+    with pytest.raises(ValueError, match="like 30m or 2h") as caught:
+        parse_duration(text)
+    assert len(str(caught.value)) < 150
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0s"),
+        (-5, "0s"),
+        (59.9, "59s"),
+        (60, "1m"),
+        (61, "1m 1s"),
+        (3600, "1h"),
+        (3660, "1h 1m"),
+        (86400, "1d"),
+        (90000, "1d 1h"),
+        (math.nan, "?"),
+        (math.inf, "?"),
+    ],
+)
+def test_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+def test_clip_edges() -> None:
+    assert clip("abc", 3) == "abc"
+    assert clip("abcd", 3) == "ab…"
+    assert clip("abc", 1) == "…"
+    assert clip("abc", 0) == ""
+    assert clip("", 5) == ""
+    assert clip("😀" * 10, 4) == "😀😀😀…"
+
+
+def test_esc_clip_cuts_before_escaping() -> None:
+    assert esc_clip("<<<<", 100) == "&lt;" * 4
+    assert esc_clip("<" * 10, 9) == "&lt;&lt;…"
+    assert esc_clip("<" * 10, 3) == "…"
+    assert esc_clip("abc", 0) == ""
+    for value in NASTY:
+        for limit in (1, 7, 100, 4096):
+            clipped = esc_clip(value, limit)
+            assert len(clipped) <= limit
+            assert value.startswith(html_to_text(clipped).removesuffix(ELLIPSIS))
+
+
+def test_clip_lines_from_top_edges() -> None:
+    assert clip_lines_from_top([], 10) == ""
+    assert clip_lines_from_top(["a", "b", "c"], 4) == "b\nc"
+    assert clip_lines_from_top(["a", "b", "c"], 100) == "a\nb\nc"
+    assert clip_lines_from_top(["x" * 100], 10) == "…" + "x" * 9
+    assert clip_lines_from_top(["x" * 100], 1) == ""
+    assert clip_lines_from_top(["x" * 100], 0) == ""
+    for limit in range(2, 20):
+        clipped = clip_lines_from_top([esc("&" * 50)], limit)
+        assert len(clipped) <= limit
+        assert set(html_to_text(clipped.removeprefix(ELLIPSIS))) <= {"&"}
+        assert clipped.removeprefix(ELLIPSIS).startswith(("&amp;", ""))
+
+
+def test_clip_html_closes_tags_and_never_splits_a_token() -> None:
+    source = "<b>bold &amp; <i>" + "&lt;x&gt;" * 2000 + "</i></b> tail"
+    for limit in range(20, 200, 7):
+        clipped = clip_html(source, limit)
+        assert len(clipped) <= limit
+        check_text(clipped, "HTML")
+        shown = html_to_text(clipped).removesuffix(ELLIPSIS)
+        assert html_to_text(source).startswith(shown)
+    assert clip_html(source, len(source)) == source
