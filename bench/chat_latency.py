@@ -333,7 +333,8 @@ def print_table(rows: list[Row]) -> None:
         f"{PACE_SECONDS:g}\n(Telegram allows ~1/s per chat; at 1.0 alerts written every 0.3 s"
         " would queue and merge).\nThe supervisor reads last_error every error_poll_seconds"
         f" ({DEFAULT_ERROR_POLL:g} s by default):\nan error replaced sooner is never seen."
-        f"\nRetries back off 1, 2, 4 s ... capped at {MAX_BACKOFF_SECONDS:g} s here (60 s by default)."
+        f"\nRetries back off 1, 2, 4 s ... capped at {MAX_BACKOFF_SECONDS:g} s here"
+        " (60 s by default)."
     )
 
 

@@ -25,12 +25,11 @@ from typing import Any
 
 import psutil
 
-import workflows.contract as contract
-
 from supervisor.config import load_config
 from supervisor.core import Supervisor
 from supervisor.events import Crashed, ErrorReported, Event, Hung
 from supervisor.settings import SupervisorSettings
+from workflows import contract
 
 WORKER = r"""
 import importlib.util, json, os, random, sqlite3, sys, time

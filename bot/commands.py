@@ -217,14 +217,17 @@ class CommandRouter:
         return Reply([tail_message(name, await self.api.tail(name, int(option)))])
 
     async def _follow(self, name: str) -> AsyncIterator[Message]:
+        """An update every ``follow.every`` seconds; the last one says following stopped."""
         loop = asyncio.get_running_loop()
         end = loop.time() + self.follow.duration
-        while loop.time() < end:
+        while True:
             await asyncio.sleep(self.follow.every)
-            left = max(end - loop.time(), 0)
-            lines = await self.api.tail(name, TAIL_DEFAULT)
-            note = f" (following, {format_duration(left)} left)" if left else " (stopped following)"
-            yield tail_message(name, lines, following=note)
+            left = end - loop.time()
+            last = left < self.follow.every
+            note = " (stopped following)" if last else f" (following, {format_duration(left)} left)"
+            yield tail_message(name, await self.api.tail(name, TAIL_DEFAULT), following=note)
+            if last:
+                return
 
     def _mute(self, args: list[str]) -> Reply:
         if len(args) > 1:

@@ -30,13 +30,21 @@ from supervisor.config import ResolvedWorkflow, load_config
 from supervisor.core import Supervisor
 from supervisor.events import Event
 from supervisor.settings import SupervisorSettings
+from workflows import contract
 from workflows.contract import STATE_TABLE_DDL, UPSERT_STATE_SQL
 
 PROGRAM = r"""
-import json, os, signal, sqlite3, sys, time
+import importlib.util, json, os, signal, sqlite3, sys, time
 from datetime import UTC, datetime
-from workflows.contract import (HEARTBEAT_KEY, LAST_ERROR_KEY, STATE_TABLE_DDL, STATUS_KEY,
-    SUMMARY_KEY, UPSERT_STATE_SQL, format_timestamp)
+
+# contract.py alone: importing the whole ``workflows`` package would slow every start.
+spec = importlib.util.spec_from_file_location("contract", CONTRACT)
+contract = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(contract)
+HEARTBEAT_KEY, LAST_ERROR_KEY = contract.HEARTBEAT_KEY, contract.LAST_ERROR_KEY
+STATE_TABLE_DDL, STATUS_KEY = contract.STATE_TABLE_DDL, contract.STATUS_KEY
+SUMMARY_KEY, UPSERT_STATE_SQL = contract.SUMMARY_KEY, contract.UPSERT_STATE_SQL
+format_timestamp = contract.format_timestamp
 
 plan = json.loads(sys.argv[1])
 db = sqlite3.connect(os.environ["WORKFLOW_DB"], timeout=5, isolation_level=None)
@@ -105,7 +113,7 @@ def program(tmp_path: Path) -> Path:
     """The workflow program, written once per test directory."""
     path = tmp_path / "worker.py"
     if not path.exists():
-        path.write_text(PROGRAM, encoding="utf-8")
+        path.write_text(f"CONTRACT = {contract.__file__!r}\n{PROGRAM}", encoding="utf-8")
     return path
 
 

@@ -81,12 +81,12 @@ async def test_an_error_and_a_status_change_are_alerts(tmp_path: Path) -> None:
 
 
 async def test_a_hang_is_reported(tmp_path: Path) -> None:
-    tables = [worker_table(tmp_path, hang_threshold_seconds=1.0, restart_backoff_seconds=[5])]
+    tables = [worker_table(tmp_path, hang_threshold_seconds=2.0, restart_backoff_seconds=[5])]
     async with bot_running(tmp_path, tables) as rig:
         await rig.wait_state("worker", "running")
         rig.order("worker", hang=True)
         [hung] = await rig.alert("⏳ <b>worker</b> hung: no heartbeat for")
-        assert "(threshold 1s)" in hung.text
+        assert "(threshold 2s)" in hung.text
         assert "restarting, attempt 1/1" in hung.text
         assert buttons(hung)[0] == "restart:worker"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -92,7 +93,7 @@ def test_status_reads_the_files_with_no_supervisor_running(tmp_path: Path) -> No
     result = cli("status", env=env)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "report: running (not running, heartbeat 0s ago)" in out
+    assert re.search(r"report: running \(not running, heartbeat \d+s ago\)", out)
     assert "Writing chapter 3." in out
     assert "absent: - (not running, heartbeat never)" in out
     assert "problem: database not found" in out

@@ -10,7 +10,6 @@ import pytest
 
 from supervisor.events import Crashed, Reloaded, Restarted
 from tests.supervisor_harness import (
-    PROGRAM,
     collect,
     program,
     resolve,
@@ -25,6 +24,12 @@ pytestmark = pytest.mark.timeout(15)
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def edit(tmp_path: Path, comment: str) -> None:
+    """Save the workflow program again with one more line, as an editor would."""
+    path = program(tmp_path)
+    path.write_text(path.read_text(encoding="utf-8") + f"\n{comment}\n", encoding="utf-8")
+
+
 async def test_a_changed_script_restarts_the_workflow_with_attempts_reset(tmp_path: Path) -> None:
     conf = settings(tmp_path)
     flow = table(
@@ -33,7 +38,7 @@ async def test_a_changed_script_restarts_the_workflow_with_attempts_reset(tmp_pa
     async with running(conf, resolve(tmp_path, conf, flow)) as (sup, sub):
         await wait_for_event(sub, "restarted", "live")
         assert (await sup.status("live"))[0].restarts >= 1
-        program(tmp_path).write_text(PROGRAM + "\n# edited\n", encoding="utf-8")
+        edit(tmp_path, "# edited")
         reloaded = await wait_for_event(sub, "reloaded", "live", timeout=3)
         assert isinstance(reloaded, Reloaded)
         assert Path(reloaded.path) == program(tmp_path).resolve()
@@ -50,7 +55,7 @@ async def test_a_burst_of_saves_is_one_reload(tmp_path: Path) -> None:
     async with running(conf, resolve(tmp_path, conf, flow)) as (_sup, sub):
         await wait_for_event(sub, "started", "burst")
         for number in range(5):
-            program(tmp_path).write_text(PROGRAM + f"\n# save {number}\n", encoding="utf-8")
+            edit(tmp_path, f"# save {number}")
             await asyncio.sleep(0.02)
         await wait_for_event(sub, "reloaded", "burst", timeout=3)
         later = await collect(sub, 0.8)
@@ -77,7 +82,7 @@ async def test_a_stopped_workflow_is_not_started_by_a_change(tmp_path: Path) -> 
     async with running(conf, resolve(tmp_path, conf, flow)) as (sup, sub):
         await wait_for_event(sub, "started", "rest")
         await sup.stop("rest")
-        program(tmp_path).write_text(PROGRAM + "\n# edited\n", encoding="utf-8")
+        edit(tmp_path, "# edited")
         events = await collect(sub, 0.8)
         assert [e.kind for e in events if e.kind in ("reloaded", "started")] == []
 
