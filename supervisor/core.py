@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Coroutine, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -51,7 +51,13 @@ from supervisor.process import Exit, WorkflowProcess, forget
 from supervisor.reload import watch_scripts
 from supervisor.runtime import Incident, Runtime, utcnow
 from supervisor.settings import SupervisorSettings
-from supervisor.statedb import StateSnapshot, file_signature, read_state, write_paused
+from supervisor.statedb import (
+    StateSnapshot,
+    file_signature,
+    read_state,
+    recently_written,
+    write_paused,
+)
 
 log = logging.getLogger("supervisor")
 logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every job run at INFO
@@ -436,7 +442,8 @@ class Supervisor:
     def _refresh(self, runtime: Runtime, *, force: bool = False) -> bool:
         """Re-read the state table if its files changed; True when something was read."""
         signature = file_signature(runtime.workflow.db)
-        if not force and signature is not None and signature == runtime.signature:
+        unchanged = signature is not None and signature == runtime.signature
+        if not force and unchanged and not recently_written(signature):
             return False
         snapshot = read_state(runtime.workflow.db)
         if snapshot.problem and "locked" in snapshot.problem:
@@ -477,15 +484,30 @@ class Supervisor:
             )
         if changed:
             self._remember(runtime)
-        if runtime.incident and runtime.process and runtime.fresh_heartbeat():
-            down = (now - runtime.incident.since).total_seconds()
-            self._publish(
-                Recovered(
-                    workflow=runtime.name, time=now, incident=runtime.incident.id, down_seconds=down
-                )
-            )
-            runtime.incident = None
-            runtime.healthy_since = now
+        self._maybe_recovered(runtime, now)
+
+    def _maybe_recovered(self, runtime: Runtime, now: datetime) -> None:
+        """Close the incident once the restarted process has heartbeaten for a while.
+
+        Waiting ``recovery_seconds`` keeps a crash loop (start, one heartbeat,
+        crash) inside one incident instead of a recovered note per cycle.
+        """
+        incident, beat = runtime.incident, runtime.snapshot.heartbeat
+        if not (incident and runtime.process and runtime.started_at) or runtime.expected_exit:
+            return
+        up = (now - runtime.started_at).total_seconds()
+        beat_after_incident = beat is not None and beat > incident.since
+        if (
+            not (runtime.fresh_heartbeat() and beat_after_incident)
+            or up < self.settings.recovery_seconds
+        ):
+            return
+        down = (now - incident.since).total_seconds()
+        self._publish(
+            Recovered(workflow=runtime.name, time=now, incident=incident.id, down_seconds=down)
+        )
+        runtime.incident = None
+        runtime.healthy_since = now
 
     async def _check(self) -> None:
         """Every ``check_interval_seconds``: hangs; attempts reset after a healthy stretch."""
@@ -496,6 +518,7 @@ class Supervisor:
                 if runtime.process is None or runtime.expected_exit or runtime.lock.locked():
                     continue
                 now = utcnow()
+                self._maybe_recovered(runtime, now)
                 if runtime.silence(now) > runtime.workflow.hang_threshold_seconds:
                     self._hang(runtime, runtime.process)
                 elif (

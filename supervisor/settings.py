@@ -31,6 +31,8 @@ class SupervisorSettings(BaseSettings):
     stop_grace_seconds: float = Field(default=10.0, ge=0)
     error_poll_seconds: float = Field(default=0.5, gt=0)
     healthy_reset_seconds: float = Field(default=600.0, ge=0)
+    # A restarted workflow counts as recovered after heartbeating this long.
+    recovery_seconds: float = Field(default=30.0, ge=0)
     reload_debounce_seconds: float = Field(default=1.0, ge=0)
     log_max_bytes: int = Field(default=10_000_000, gt=0)
     log_backups: int = Field(default=3, ge=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -58,6 +59,18 @@ def file_signature(path: Path) -> Signature | None:
     except OSError:
         wal_part = (0, 0)
     return (main.st_mtime_ns, main.st_size, *wal_part)
+
+
+def recently_written(signature: Signature | None, within_seconds: float = 1.0) -> bool:
+    """Whether the files changed so recently that a coarse mtime could hide a second write.
+
+    Some filesystems keep mtimes in clock ticks; a same-size write within one
+    tick of a read leaves the signature unchanged, so fresh files are re-read.
+    """
+    if signature is None:
+        return False
+    newest = max(signature[0], signature[2])
+    return time.time_ns() - newest < within_seconds * 1e9
 
 
 def read_state(path: Path) -> StateSnapshot:

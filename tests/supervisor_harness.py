@@ -102,6 +102,7 @@ def settings(tmp_path: Path, **overrides: Any) -> SupervisorSettings:
         "error_poll_seconds": 0.05,
         "stop_grace_seconds": STOP_GRACE,
         "healthy_reset_seconds": 600,
+        "recovery_seconds": 0,
         "reload_debounce_seconds": 0.2,
         "status_interval_seconds": 0,
         **overrides,
