@@ -129,6 +129,7 @@ class Notifier:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._unrecorded: tuple[Batch, int] | None = None
         self._tables_ready = False
 
@@ -139,6 +140,7 @@ class Notifier:
         self._ensure_tables()
         if self._task is None or self._task.done():
             self._loop = asyncio.get_running_loop()
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name="alert-outbox")
 
     async def stop(self, flush_timeout: float = 5.0) -> None:
@@ -148,6 +150,7 @@ class Notifier:
         try:
             await self.wait_idle(flush_timeout)
         finally:
+            self._stopping = True
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -288,7 +291,7 @@ class Notifier:
             loop.call_soon_threadsafe(self._wake.set)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 delay = await self._step()
@@ -298,8 +301,10 @@ class Notifier:
             if delay is not None and delay <= 0:
                 await asyncio.sleep(0)
                 continue
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancel of stop()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
     async def _step(self) -> float | None:
         """Do one unit of work; returns seconds until there may be more (None: until woken)."""
