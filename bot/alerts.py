@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from bot.outbox import Alert
 from bot.render import overview
-from bot.text import Button, clip, clip_lines_from_top, esc, format_duration
+from bot.text import Button, clip_lines_from_top, esc, esc_clip, format_duration
 from supervisor.events import (
     Crashed,
     Digest,
@@ -64,7 +64,7 @@ class AlertComposer:
                 self._headlines.pop(incident_key(event.workflow, event.incident), None)
                 text = (
                     f"🛑 <b>{esc(event.workflow)}</b> gave up after {event.attempts} restarts\n"
-                    f"last: {esc(clip(event.last_detail, 300))}\n"
+                    f"last: {esc_clip(event.last_detail, 300)}\n"
                     f"It waits for /start {esc(event.workflow)}."
                 )
                 start = Button("Start", f"start:{event.workflow}")
@@ -88,28 +88,25 @@ class AlertComposer:
                 )
                 return [*found, Alert(note, loud=False)]
             case ErrorReported():
-                error = esc(clip(event.text, ERROR_CLIP))
+                error = esc_clip(event.text, ERROR_CLIP)
                 text = f"❗ <b>{esc(event.workflow)}</b> error\n<pre>{error}</pre>"
                 return [Alert(text, buttons(event.workflow))]
             case Finished():
                 text = f"🏁 <b>{esc(event.workflow)}</b> finished"
                 if event.summary:
-                    text += f": {esc(clip(event.summary, 500))}"
+                    text += f": {esc_clip(event.summary, 500)}"
                 if event.note:
-                    text += f"\n<i>{esc(event.note)}</i>"
+                    text += f"\n<i>{esc_clip(event.note, 300)}</i>"
                 return [Alert(text, loud=False)]
             case StatusChanged(new="error"):
                 text = f"❗ <b>{esc(event.workflow)}</b> status → error"
                 if event.summary:
-                    text += f"\n{esc(clip(event.summary, 500))}"
+                    text += f"\n{esc_clip(event.summary, 500)}"
                 return [Alert(text, buttons(event.workflow))]
             case Reloaded():
-                return [
-                    Alert(
-                        f"🔄 <b>{esc(event.workflow)}</b> reloaded: {esc(event.path)} changed",
-                        loud=False,
-                    )
-                ]
+                path = esc_clip(event.path, 300)
+                text = f"🔄 <b>{esc(event.workflow)}</b> reloaded: {path} changed"
+                return [Alert(text, loud=False)]
             case Digest():
                 return [
                     Alert(
@@ -125,9 +122,9 @@ class AlertComposer:
     def _incident(self, event: Crashed | Hung) -> Alert:
         name = esc(event.workflow)
         if isinstance(event, Hung):
-            headline = f"⏳ <b>{name}</b> hung: {esc(event.detail)}"
+            headline = f"⏳ <b>{name}</b> hung: {esc_clip(event.detail, 500)}"
         else:
-            headline = f"💥 <b>{name}</b> crashed: {esc(event.detail)}"
+            headline = f"💥 <b>{name}</b> crashed: {esc_clip(event.detail, 500)}"
             if event.log_tail:
                 lines = [esc(line) for line in event.log_tail]
                 headline += f"\n<pre>{clip_lines_from_top(lines, LOG_TAIL_CLIP)}</pre>"

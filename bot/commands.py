@@ -17,7 +17,7 @@ from typing import Protocol
 
 from bot.audit import Actor, AuditLog
 from bot.render import HELP, detail, names_message, overview, tail_message
-from bot.text import Message, esc, format_duration, parse_duration
+from bot.text import Message, esc, esc_clip, format_duration, parse_duration
 from supervisor.api import SupervisorAPI, SupervisorError, UnknownWorkflow
 
 log = logging.getLogger("bot")
@@ -104,7 +104,7 @@ class CommandRouter:
             reply = await self._dispatch(command, list(args))
             outcome, detail_text = "ok", reply.messages[0].text if reply.messages else ""
         except (Usage, SupervisorError) as exc:
-            reply, outcome, detail_text = line(esc(str(exc))), "refused", str(exc)
+            reply, outcome, detail_text = line(esc_clip(str(exc), 1000)), "refused", str(exc)
         except Exception as exc:
             log.exception("command /%s %s failed", command, " ".join(args))
             reply = line(f"Sorry, /{esc(command)} failed: {esc(type(exc).__name__)}. It is logged.")

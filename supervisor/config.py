@@ -27,11 +27,12 @@ from pydantic_core import ErrorDetails
 
 from supervisor.settings import SupervisorSettings
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# At most 48 characters: "restart:<name>" must fit Telegram's 64 bytes of button data.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$"
 _NAME_RE = re.compile(NAME_PATTERN)
 _MAX_SHOWN_INPUT = 40
 _FRIENDLY = {
-    "string_pattern_mismatch": "must be 1-64 letters, digits, '_', '.' or '-', "
+    "string_pattern_mismatch": "must be 1-48 letters, digits, '_', '.' or '-', "
     "starting with a letter or digit",
 }
 

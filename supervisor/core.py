@@ -51,13 +51,7 @@ from supervisor.process import Exit, WorkflowProcess, forget
 from supervisor.reload import watch_scripts
 from supervisor.runtime import Incident, Runtime, utcnow
 from supervisor.settings import SupervisorSettings
-from supervisor.statedb import (
-    StateSnapshot,
-    file_signature,
-    read_state,
-    recently_written,
-    write_paused,
-)
+from supervisor.statedb import StateRead, StateSnapshot, read_if_changed, write_paused
 
 log = logging.getLogger("supervisor")
 logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every job run at INFO
@@ -440,12 +434,12 @@ class Supervisor:
     # -- periodic checks -------------------------------------------------------
 
     def _refresh(self, runtime: Runtime, *, force: bool = False) -> bool:
-        """Re-read the state table if its files changed; True when something was read."""
-        signature = file_signature(runtime.workflow.db)
-        unchanged = signature is not None and signature == runtime.signature
-        if not force and unchanged and not recently_written(signature):
-            return False
-        snapshot = read_state(runtime.workflow.db)
+        """Re-read the state table now, if its files changed; True when something was read."""
+        read = read_if_changed(runtime.workflow.db, None if force else runtime.signature)
+        return read is not None and self._apply_read(runtime, read)
+
+    def _apply_read(self, runtime: Runtime, read: StateRead) -> bool:
+        signature, snapshot = read
         if snapshot.problem and "locked" in snapshot.problem:
             runtime.signature = None  # try again next poll, keep what we knew
             runtime.snapshot = _with_problem(runtime.snapshot, snapshot.problem)
@@ -454,14 +448,25 @@ class Supervisor:
         runtime.snapshot = snapshot
         return True
 
-    async def _poll(self) -> None:
-        """Every ``error_poll_seconds``: new errors, status changes, recoveries."""
-        for runtime in self._runtimes.values():
+    async def _read_all(self) -> None:
+        """Read every changed state table in a worker thread, then act on what changed.
+
+        With a hundred workflows the reads add up to tens of milliseconds; off
+        the event loop they never delay a chat command.
+        """
+        runtimes = list(self._runtimes.values())
+        known = [(runtime.workflow.db, runtime.signature) for runtime in runtimes]
+        reads = await asyncio.to_thread(lambda: [read_if_changed(db, sig) for db, sig in known])
+        for runtime, read in zip(runtimes, reads, strict=True):
             try:
-                if self._refresh(runtime):
+                if read is not None and self._apply_read(runtime, read):
                     self._observe(runtime)
             except Exception:  # one broken workflow must not stop the others' checks
-                log.exception("poll of %s failed", runtime.name)
+                log.exception("reading the state of %s failed", runtime.name)
+
+    async def _poll(self) -> None:
+        """Every ``error_poll_seconds``: new errors, status changes, recoveries."""
+        await self._read_all()
 
     def _observe(self, runtime: Runtime) -> None:
         snapshot, remembered, now = runtime.snapshot, runtime.memory, utcnow()
@@ -511,10 +516,9 @@ class Supervisor:
 
     async def _check(self) -> None:
         """Every ``check_interval_seconds``: hangs; attempts reset after a healthy stretch."""
+        await self._read_all()
         for runtime in self._runtimes.values():
             try:
-                if self._refresh(runtime):
-                    self._observe(runtime)  # else the poll would never see what this read
                 if runtime.process is None or runtime.expected_exit or runtime.lock.locked():
                     continue
                 now = utcnow()

@@ -73,6 +73,17 @@ def recently_written(signature: Signature | None, within_seconds: float = 1.0) -
     return time.time_ns() - newest < within_seconds * 1e9
 
 
+StateRead = tuple[Signature | None, StateSnapshot]
+
+
+def read_if_changed(path: Path, known: Signature | None) -> StateRead | None:
+    """The state and the signature it was read at; None when unchanged since ``known``."""
+    signature = file_signature(path)
+    if signature is not None and signature == known and not recently_written(signature):
+        return None
+    return signature, read_state(path)
+
+
 def read_state(path: Path) -> StateSnapshot:
     """Read the contract keys; any failure is reported in ``problem``."""
     if not path.exists():

@@ -160,7 +160,7 @@ ONE = '[[workflows]]\nname = "api"\ncommand = ["true"]\n'
         ),
         (
             '[[workflows]]\nname = "bad name/"\ncommand = ["true"]\n',
-            "supervisor.toml: workflow #1 key 'name': must be 1-64 letters, digits",
+            "supervisor.toml: workflow #1 key 'name': must be 1-48 letters, digits",
         ),
         (
             '[[workflows]]\nname = ""\ncommand = ["true"]\n',

@@ -14,7 +14,7 @@ TEMPLATES = {
     "refactor": "refactor.py",
     "feature": "feature.py",
 }
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")  # as the supervisor allows
 _DECLARATION = re.compile(r'Workflow\("[^"]+"\)')
 
 
@@ -29,7 +29,7 @@ def write_from_template(name: str, template: str, target: Path | None = None) ->
     """Copy a template to ``target`` (default ``<name>.py``) with the workflow renamed."""
     if not _NAME.match(name):
         raise WorkflowError(
-            f"bad workflow name {name!r}: use letters, digits, '-', '_' or '.', up to 64"
+            f"bad workflow name {name!r}: use letters, digits, '-', '_' or '.', up to 48"
         )
     source = example_path(template).read_text()
     destination = target or Path(f"{name.replace('-', '_')}.py")
