@@ -130,6 +130,7 @@ class Notifier:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._failure_streak = 0  # consecutive failed deliveries, for the backoff
         self._unrecorded: tuple[Batch, int] | None = None
         self._tables_ready = False
 
@@ -377,6 +378,7 @@ class Notifier:
         except Exception as exc:
             self._retry(batch, exc)
         else:
+            self._failure_streak = 0
             self._unrecorded = (batch, message_id)
             self._record(batch, message_id)
 
@@ -431,9 +433,17 @@ class Notifier:
         self._unrecorded = None
 
     def _retry(self, batch: Batch, exc: Exception) -> None:
-        """Back off exponentially; an alert is never dropped for a transient failure."""
+        """Back off exponentially; an alert is never dropped for a transient failure.
+
+        The wait grows with the chat's run of failures, not the row's: a lone
+        failure (one lost request among many) is retried at the normal pace,
+        and a real outage backs off 1, 2, 4 ... seconds.
+        """
         if not isinstance(exc, TransientError):
             log.error("alert outbox: unexpected delivery error", exc_info=exc)
+        self._failure_streak += 1
+        streak = self._failure_streak
+        delay = 0.0 if streak == 1 else backoff(self._pacing, streak - 1)
         with self._engine.begin() as conn:
             for row in batch.rows:
                 attempts = (
@@ -442,7 +452,6 @@ class Notifier:
                         sa.select(outbox.c.attempts).where(outbox.c.id == row.id)
                     ).scalar_one()
                 )
-                delay = backoff(self._pacing, attempts)
                 conn.execute(
                     sa.update(outbox)
                     .where(outbox.c.id == row.id)
