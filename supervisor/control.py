@@ -60,6 +60,7 @@ memory = Table(
     Column("paused", Boolean, nullable=False, default=False),
     Column("last_error_seen", Text),
     Column("last_status_seen", String(64)),
+    Column("last_error_id", Integer, nullable=False, default=0),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -86,6 +87,7 @@ class Memory:
     paused: bool = False
     last_error_seen: str | None = None
     last_status_seen: str | None = None
+    last_error_id: int = 0  # newest entry of the workflow's error log already reported
 
 
 class ControlDB:
@@ -137,7 +139,13 @@ class ControlDB:
         with self.engine.connect() as conn:
             rows = conn.execute(select(memory)).all()
         return {
-            row.name: Memory(row.restarts, row.paused, row.last_error_seen, row.last_status_seen)
+            row.name: Memory(
+                row.restarts,
+                row.paused,
+                row.last_error_seen,
+                row.last_status_seen,
+                row.last_error_id,
+            )
             for row in rows
         }
 
@@ -147,6 +155,7 @@ class ControlDB:
             "paused": remembered.paused,
             "last_error_seen": remembered.last_error_seen,
             "last_status_seen": remembered.last_status_seen,
+            "last_error_id": remembered.last_error_id,
             "updated_at": datetime.now(UTC),
         }
         with self.engine.begin() as conn:

@@ -101,6 +101,8 @@ class Supervisor:
             if workflow.name not in remembered:
                 # First sight of this workflow: what its database already holds is history.
                 runtime.memory.last_error_seen = runtime.snapshot.last_error
+                if runtime.snapshot.errors:
+                    runtime.memory.last_error_id = runtime.snapshot.errors[-1][0]
                 runtime.memory.last_status_seen = runtime.snapshot.status
                 self._remember(runtime)
             if runtime.snapshot.paused or runtime.memory.paused:
@@ -435,7 +437,8 @@ class Supervisor:
 
     def _refresh(self, runtime: Runtime, *, force: bool = False) -> bool:
         """Re-read the state table now, if its files changed; True when something was read."""
-        read = read_if_changed(runtime.workflow.db, None if force else runtime.signature)
+        known = None if force else runtime.signature
+        read = read_if_changed(runtime.workflow.db, known, runtime.memory.last_error_id)
         return read is not None and self._apply_read(runtime, read)
 
     def _apply_read(self, runtime: Runtime, read: StateRead) -> bool:
@@ -455,8 +458,8 @@ class Supervisor:
         the event loop they never delay a chat command.
         """
         runtimes = list(self._runtimes.values())
-        known = [(runtime.workflow.db, runtime.signature) for runtime in runtimes]
-        reads = await asyncio.to_thread(lambda: [read_if_changed(db, sig) for db, sig in known])
+        known = [(rt.workflow.db, rt.signature, rt.memory.last_error_id) for rt in runtimes]
+        reads = await asyncio.to_thread(lambda: [read_if_changed(*args) for args in known])
         for runtime, read in zip(runtimes, reads, strict=True):
             try:
                 if read is not None and self._apply_read(runtime, read):
@@ -468,13 +471,25 @@ class Supervisor:
         """Every ``error_poll_seconds``: new errors, status changes, recoveries."""
         await self._read_all()
 
+    def _report_errors(self, runtime: Runtime) -> bool:
+        """One event per new error: from the error log when the workflow keeps one,
+        else from a changed ``last_error``; the same text twice in a row is one event."""
+        snapshot, remembered = runtime.snapshot, runtime.memory
+        logged = [(id_, text) for id_, text in snapshot.errors if id_ > remembered.last_error_id]
+        if not logged and snapshot.last_error and not snapshot.errors:
+            logged = [(remembered.last_error_id, snapshot.last_error)]
+        changed = False
+        for error_id, text in logged:
+            remembered.last_error_id = error_id
+            if text != remembered.last_error_seen:
+                remembered.last_error_seen = text
+                self._publish(ErrorReported(workflow=runtime.name, time=utcnow(), text=text))
+            changed = True
+        return changed
+
     def _observe(self, runtime: Runtime) -> None:
         snapshot, remembered, now = runtime.snapshot, runtime.memory, utcnow()
-        changed = False
-        if snapshot.last_error and snapshot.last_error != remembered.last_error_seen:
-            remembered.last_error_seen = snapshot.last_error
-            changed = True
-            self._publish(ErrorReported(workflow=runtime.name, time=now, text=snapshot.last_error))
+        changed = self._report_errors(runtime)
         if snapshot.status and snapshot.status != remembered.last_status_seen:
             old, remembered.last_status_seen = remembered.last_status_seen, snapshot.status
             changed = True

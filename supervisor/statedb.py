@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -32,6 +32,9 @@ READ_TIMEOUT_SECONDS = 0.05
 WRITE_TIMEOUT_SECONDS = 2.0
 _SELECT = f"SELECT key, value FROM state WHERE key IN ({', '.join('?' * len(CONTRACT_KEYS))})"
 
+_SELECT_ERRORS = "SELECT id, text FROM supervisor_errors WHERE id > ? ORDER BY id DESC LIMIT ?"
+ERRORS_PER_READ = 100
+
 Signature = tuple[int, int, int, int]
 
 
@@ -45,6 +48,8 @@ class StateSnapshot:
     last_error: str | None = None
     paused: bool = False
     problem: str | None = None
+    # Entries of the optional error log newer than the id asked for, oldest first.
+    errors: tuple[tuple[int, str], ...] = ()
 
 
 def file_signature(path: Path) -> Signature | None:
@@ -76,16 +81,19 @@ def recently_written(signature: Signature | None, within_seconds: float = 1.0) -
 StateRead = tuple[Signature | None, StateSnapshot]
 
 
-def read_if_changed(path: Path, known: Signature | None) -> StateRead | None:
+def read_if_changed(path: Path, known: Signature | None, errors_after: int) -> StateRead | None:
     """The state and the signature it was read at; None when unchanged since ``known``."""
     signature = file_signature(path)
     if signature is not None and signature == known and not recently_written(signature):
         return None
-    return signature, read_state(path)
+    return signature, read_state(path, errors_after)
 
 
-def read_state(path: Path) -> StateSnapshot:
-    """Read the contract keys; any failure is reported in ``problem``."""
+def read_state(path: Path, errors_after: int | None = None) -> StateSnapshot:
+    """Read the contract keys, and error-log entries after ``errors_after``.
+
+    Any failure is reported in ``problem``.
+    """
     if not path.exists():
         return StateSnapshot(problem=f"database not found: {path}")
     try:
@@ -94,6 +102,7 @@ def read_state(path: Path) -> StateSnapshot:
         return StateSnapshot(problem=f"cannot open database: {exc}")
     try:
         rows = dict(connection.execute(_SELECT, CONTRACT_KEYS).fetchall())
+        errors = _read_errors(connection, errors_after) if errors_after is not None else ()
     except sqlite3.OperationalError as exc:
         text = str(exc)
         if "no such table" in text:
@@ -103,7 +112,16 @@ def read_state(path: Path) -> StateSnapshot:
         return StateSnapshot(problem=f"database corrupt: {exc}")
     finally:
         connection.close()
-    return _snapshot(rows)
+    return replace(_snapshot(rows), errors=errors)
+
+
+def _read_errors(connection: sqlite3.Connection, after: int) -> tuple[tuple[int, str], ...]:
+    """The newest error-log entries after ``after`` (at most ``ERRORS_PER_READ``), oldest first."""
+    try:
+        rows = connection.execute(_SELECT_ERRORS, (after, ERRORS_PER_READ)).fetchall()
+    except sqlite3.OperationalError:  # no error log: a writer that only sets last_error
+        return ()
+    return tuple((int(row[0]), str(row[1])) for row in reversed(rows))
 
 
 def _snapshot(rows: dict[str, str]) -> StateSnapshot:

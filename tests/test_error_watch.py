@@ -111,3 +111,19 @@ async def test_a_status_change_is_a_status_event(tmp_path: Path) -> None:
         event = await wait_for_event(sub, "status", "moves")
         assert isinstance(event, StatusChanged)
         assert (event.old, event.new) == ("running", "done")
+
+
+async def test_errors_written_within_one_poll_are_each_reported(tmp_path: Path) -> None:
+    """The library's error log keeps errors that replace each other faster than the poll."""
+    from workflows.state import StateWriter
+
+    conf = settings(tmp_path, error_poll_seconds=0.5)
+    db = tmp_path / "burst.db"
+    writer = StateWriter(db)
+    writer.error("history before the supervisor looked")
+    async with running(conf, resolve(tmp_path, conf, idle(tmp_path, "burst"))) as (_sup, sub):
+        for text in ("one", "two", "three", "three", "four"):
+            assert writer.error(text)
+        seen = [event.detail for event in await collect(sub, 1.5) if event.kind == "error"]
+    writer.close()
+    assert seen == ["one", "two", "three", "four"]

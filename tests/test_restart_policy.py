@@ -183,3 +183,26 @@ async def test_manual_commands_refuse_what_makes_no_sense(tmp_path: Path) -> Non
             await sup.stop("one")
         with pytest.raises(SupervisorError, match="unknown workflow 'two'"):
             await sup.start("two")
+
+
+async def test_a_crash_loop_stays_one_incident_until_it_runs_stably(tmp_path: Path) -> None:
+    """A start that heartbeats briefly and crashes again is not a recovery: one incident."""
+    conf = settings(tmp_path, recovery_seconds=5)
+    flow = table(
+        tmp_path,
+        "loop",
+        restart_backoff_seconds=[0.1],
+        max_restart_attempts=3,
+        plan={"beats": 3, "exit": 1},
+    )
+    async with running(conf, resolve(tmp_path, conf, flow)) as (_sup, sub):
+        events = []
+        async for event in sub:
+            events.append(event)
+            if event.kind == "gave_up":
+                break
+    kinds = [event.kind for event in events]
+    incidents = {getattr(event, "incident", None) for event in events if event.kind != "started"}
+    assert "recovered" not in kinds
+    assert kinds.count("crashed") == 4  # the first run and three restarts
+    assert len(incidents - {None}) == 1

@@ -21,6 +21,19 @@ UPSERT_STATE_SQL: Final = (
     "INSERT OR REPLACE INTO state (key, value, updated_at) VALUES (?, ?, datetime('now'))"
 )
 
+# Optional: every error in order, so two errors written within one supervisor
+# poll are both reported. Writers that only set supervisor.last_error still work.
+ERRORS_TABLE_DDL: Final = (
+    "CREATE TABLE IF NOT EXISTS supervisor_errors ("
+    "id INTEGER PRIMARY KEY AUTOINCREMENT, text TEXT NOT NULL, "
+    "created_at TEXT DEFAULT (datetime('now')))"
+)
+INSERT_ERROR_SQL: Final = "INSERT INTO supervisor_errors (text) VALUES (?)"
+ERRORS_KEPT: Final = 1000
+TRIM_ERRORS_SQL: Final = (
+    "DELETE FROM supervisor_errors WHERE id <= (SELECT MAX(id) FROM supervisor_errors) - ?"
+)
+
 STATUS_KEY: Final = "supervisor.status"
 SUMMARY_KEY: Final = "supervisor.summary"
 HEARTBEAT_KEY: Final = "supervisor.heartbeat"

@@ -15,11 +15,15 @@ import threading
 from pathlib import Path
 
 from workflows.contract import (
+    ERRORS_KEPT,
+    ERRORS_TABLE_DDL,
     HEARTBEAT_KEY,
+    INSERT_ERROR_SQL,
     LAST_ERROR_KEY,
     STATE_TABLE_DDL,
     STATUS_KEY,
     SUMMARY_KEY,
+    TRIM_ERRORS_SQL,
     UPSERT_STATE_SQL,
     Status,
     format_timestamp,
@@ -41,6 +45,7 @@ def open_state_db(path: Path) -> sqlite3.Connection:
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
         connection.execute(STATE_TABLE_DDL)
+        connection.execute(ERRORS_TABLE_DDL)
     except sqlite3.Error:
         connection.close()  # the next write opens afresh; don't leak one per failed write
         raise
@@ -79,7 +84,20 @@ class StateWriter:
         return self.set(SUMMARY_KEY, text)
 
     def error(self, text: str) -> bool:
-        return self.set(LAST_ERROR_KEY, text)
+        """Record an error: appended to the error log and set as ``supervisor.last_error``."""
+        with self._lock:
+            try:
+                connection = self._connect()
+                with connection:
+                    connection.execute("BEGIN")
+                    connection.execute(INSERT_ERROR_SQL, (text,))
+                    connection.execute(TRIM_ERRORS_SQL, (ERRORS_KEPT,))
+                    connection.execute(UPSERT_STATE_SQL, (LAST_ERROR_KEY, text))
+            except sqlite3.Error as exc:
+                self.failures += 1
+                log.warning("error write failed (%d so far): %s", self.failures, exc)
+                return False
+            return True
 
     def heartbeat(self) -> bool:
         return self.set(HEARTBEAT_KEY, format_timestamp())
