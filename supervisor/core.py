@@ -437,17 +437,17 @@ class Supervisor:
 
     def _refresh(self, runtime: Runtime, *, force: bool = False) -> bool:
         """Re-read the state table now, if its files changed; True when something was read."""
-        known = None if force else runtime.signature
+        known = None if force else runtime.seen
         read = read_if_changed(runtime.workflow.db, known, runtime.memory.last_error_id)
         return read is not None and self._apply_read(runtime, read)
 
     def _apply_read(self, runtime: Runtime, read: StateRead) -> bool:
-        signature, snapshot = read
+        seen, snapshot = read
         if snapshot.problem and "locked" in snapshot.problem:
-            runtime.signature = None  # try again next poll, keep what we knew
+            runtime.seen = None  # try again next poll, keep what we knew
             runtime.snapshot = _with_problem(runtime.snapshot, snapshot.problem)
             return False
-        runtime.signature = signature
+        runtime.seen = seen
         runtime.snapshot = snapshot
         return True
 
@@ -458,7 +458,7 @@ class Supervisor:
         the event loop they never delay a chat command.
         """
         runtimes = list(self._runtimes.values())
-        known = [(rt.workflow.db, rt.signature, rt.memory.last_error_id) for rt in runtimes]
+        known = [(rt.workflow.db, rt.seen, rt.memory.last_error_id) for rt in runtimes]
         reads = await asyncio.to_thread(lambda: [read_if_changed(*args) for args in known])
         for runtime, read in zip(runtimes, reads, strict=True):
             try:

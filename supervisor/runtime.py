@@ -11,7 +11,7 @@ from supervisor.control import Memory
 from supervisor.events import IncidentCause, ProcessState, WorkflowStatus
 from supervisor.logs import LogWriter
 from supervisor.process import Exit, WorkflowProcess
-from supervisor.statedb import Signature, StateSnapshot
+from supervisor.statedb import Seen, StateSnapshot
 
 ExpectedExit = str  # "stop" or "hang": why the supervisor itself ended the process
 
@@ -48,7 +48,7 @@ class Runtime:
     restart_task: asyncio.Task[None] | None = None
     expected_exit: ExpectedExit | None = None
     snapshot: StateSnapshot = field(default_factory=StateSnapshot)
-    signature: Signature | None = None
+    seen: Seen | None = None  # what the last read of the state table saw
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property

@@ -66,27 +66,36 @@ def file_signature(path: Path) -> Signature | None:
     return (main.st_mtime_ns, main.st_size, *wal_part)
 
 
-def recently_written(signature: Signature | None, within_seconds: float = 1.0) -> bool:
-    """Whether the files changed so recently that a coarse mtime could hide a second write.
-
-    Some filesystems keep mtimes in clock ticks; a same-size write within one
-    tick of a read leaves the signature unchanged, so fresh files are re-read.
-    """
-    if signature is None:
-        return False
-    newest = max(signature[0], signature[2])
-    return time.time_ns() - newest < within_seconds * 1e9
+# Some filesystems stamp mtimes from a coarse clock (a few ms per tick): a same-size
+# write in the tick of an earlier read leaves the signature unchanged. A read that
+# came this soon after the newest write is repeated once.
+CLOCK_TICK_NS = 50_000_000
 
 
-StateRead = tuple[Signature | None, StateSnapshot]
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """The files' signature at a read, and when that read began."""
+
+    signature: Signature
+    read_at_ns: int
+
+    def covers(self, signature: Signature) -> bool:
+        """Nothing can have been written since: same files, read well after the last write."""
+        newest_write = max(signature[0], signature[2])
+        return signature == self.signature and self.read_at_ns - newest_write > CLOCK_TICK_NS
 
 
-def read_if_changed(path: Path, known: Signature | None, errors_after: int) -> StateRead | None:
-    """The state and the signature it was read at; None when unchanged since ``known``."""
+StateRead = tuple[Seen | None, StateSnapshot]
+
+
+def read_if_changed(path: Path, seen: Seen | None, errors_after: int) -> StateRead | None:
+    """The state and what was seen when reading it; None when nothing changed since ``seen``."""
+    started = time.time_ns()
     signature = file_signature(path)
-    if signature is not None and signature == known and not recently_written(signature):
+    if signature is not None and seen is not None and seen.covers(signature):
         return None
-    return signature, read_state(path, errors_after)
+    now_seen = Seen(signature, started) if signature is not None else None
+    return now_seen, read_state(path, errors_after)
 
 
 def read_state(path: Path, errors_after: int | None = None) -> StateSnapshot:
