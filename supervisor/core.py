@@ -51,7 +51,7 @@ from supervisor.process import Exit, WorkflowProcess, forget
 from supervisor.reload import watch_scripts
 from supervisor.runtime import Incident, Runtime, utcnow
 from supervisor.settings import SupervisorSettings
-from supervisor.statedb import StateRead, StateSnapshot, read_if_changed, write_paused
+from supervisor.statedb import StateRead, StateReader, StateSnapshot, write_paused
 
 log = logging.getLogger("supervisor")
 logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every job run at INFO
@@ -95,6 +95,7 @@ class Supervisor:
                     self.settings.log_backups,
                 ),
                 memory=remembered.get(workflow.name) or Memory(),
+                reader=StateReader(workflow.db),
             )
             self._runtimes[workflow.name] = runtime
             self._refresh(runtime)
@@ -158,6 +159,7 @@ class Supervisor:
             await asyncio.gather(*self._tasks)
         for runtime in self._runtimes.values():
             runtime.log.close()
+            runtime.reader.close()
         self.bus.close()
         if self._control is not None:
             self._control.close()
@@ -438,7 +440,7 @@ class Supervisor:
     def _refresh(self, runtime: Runtime, *, force: bool = False) -> bool:
         """Re-read the state table now, if its files changed; True when something was read."""
         known = None if force else runtime.seen
-        read = read_if_changed(runtime.workflow.db, known, runtime.memory.last_error_id)
+        read = runtime.reader.read_if_changed(known, runtime.memory.last_error_id)
         return read is not None and self._apply_read(runtime, read)
 
     def _apply_read(self, runtime: Runtime, read: StateRead) -> bool:
@@ -458,8 +460,10 @@ class Supervisor:
         the event loop they never delay a chat command.
         """
         runtimes = list(self._runtimes.values())
-        known = [(rt.workflow.db, rt.seen, rt.memory.last_error_id) for rt in runtimes]
-        reads = await asyncio.to_thread(lambda: [read_if_changed(*args) for args in known])
+        known = [(rt.reader, rt.seen, rt.memory.last_error_id) for rt in runtimes]
+        reads = await asyncio.to_thread(
+            lambda: [reader.read_if_changed(seen, after) for reader, seen, after in known]
+        )
         for runtime, read in zip(runtimes, reads, strict=True):
             try:
                 if read is not None and self._apply_read(runtime, read):

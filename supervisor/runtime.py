@@ -11,7 +11,7 @@ from supervisor.control import Memory
 from supervisor.events import IncidentCause, ProcessState, WorkflowStatus
 from supervisor.logs import LogWriter
 from supervisor.process import Exit, WorkflowProcess
-from supervisor.statedb import Seen, StateSnapshot
+from supervisor.statedb import Seen, StateReader, StateSnapshot
 
 ExpectedExit = str  # "stop" or "hang": why the supervisor itself ended the process
 
@@ -36,6 +36,7 @@ class Runtime:
 
     workflow: ResolvedWorkflow
     log: LogWriter
+    reader: StateReader
     memory: Memory
     state: ProcessState = "stopped"
     process: WorkflowProcess | None = None

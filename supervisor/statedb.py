@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -88,40 +89,83 @@ class Seen:
 StateRead = tuple[Seen | None, StateSnapshot]
 
 
-def read_if_changed(path: Path, seen: Seen | None, errors_after: int) -> StateRead | None:
-    """The state and what was seen when reading it; None when nothing changed since ``seen``."""
-    started = time.time_ns()
-    signature = file_signature(path)
-    if signature is not None and seen is not None and seen.covers(signature):
-        return None
-    now_seen = Seen(signature, started) if signature is not None else None
-    return now_seen, read_state(path, errors_after)
+class StateReader:
+    """Reads one workflow's state table through a read-only connection kept open.
+
+    Opening SQLite costs about three times the query itself, and the
+    supervisor reads every table each time it changes, so the connection is
+    kept; it is reopened after any error and when the file is replaced (a new
+    inode). Reads may come from worker threads, one at a time.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._connection: sqlite3.Connection | None = None
+        self._inode: int | None = None
+        self._lock = threading.Lock()
+
+    def read_if_changed(self, seen: Seen | None, errors_after: int) -> StateRead | None:
+        """The state and what was seen when reading it; None when nothing changed since ``seen``."""
+        started = time.time_ns()
+        signature = file_signature(self.path)
+        if signature is not None and seen is not None and seen.covers(signature):
+            return None
+        now_seen = Seen(signature, started) if signature is not None else None
+        return now_seen, self.read(errors_after)
+
+    def read(self, errors_after: int | None = None) -> StateSnapshot:
+        """Read the contract keys, and error-log entries after ``errors_after``.
+
+        Any failure is reported in ``problem``, never raised.
+        """
+        with self._lock:
+            try:
+                inode = os.stat(self.path).st_ino
+            except OSError:
+                self._close()
+                return StateSnapshot(problem=f"database not found: {self.path}")
+            try:
+                connection = self._connect(inode)
+                rows = dict(connection.execute(_SELECT, CONTRACT_KEYS).fetchall())
+                errors = _read_errors(connection, errors_after) if errors_after is not None else ()
+            except sqlite3.OperationalError as exc:
+                self._close()
+                text = str(exc)
+                if "no such table" in text:
+                    return StateSnapshot(problem="database has no state table")
+                return StateSnapshot(problem=f"database unreadable: {text}")
+            except sqlite3.DatabaseError as exc:
+                self._close()
+                return StateSnapshot(problem=f"database corrupt: {exc}")
+        return replace(_snapshot(rows), errors=errors)
+
+    def _connect(self, inode: int) -> sqlite3.Connection:
+        if self._connection is None or inode != self._inode:
+            self._close()
+            uri = f"file:{self.path}?mode=ro"
+            self._connection = sqlite3.connect(
+                uri, uri=True, timeout=READ_TIMEOUT_SECONDS, check_same_thread=False
+            )
+            self._inode = inode
+        return self._connection
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+        self._connection = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
 
 
 def read_state(path: Path, errors_after: int | None = None) -> StateSnapshot:
-    """Read the contract keys, and error-log entries after ``errors_after``.
-
-    Any failure is reported in ``problem``.
-    """
-    if not path.exists():
-        return StateSnapshot(problem=f"database not found: {path}")
+    """One read of a state table, for callers that read it once."""
+    reader = StateReader(path)
     try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=READ_TIMEOUT_SECONDS)
-    except sqlite3.Error as exc:
-        return StateSnapshot(problem=f"cannot open database: {exc}")
-    try:
-        rows = dict(connection.execute(_SELECT, CONTRACT_KEYS).fetchall())
-        errors = _read_errors(connection, errors_after) if errors_after is not None else ()
-    except sqlite3.OperationalError as exc:
-        text = str(exc)
-        if "no such table" in text:
-            return StateSnapshot(problem="database has no state table")
-        return StateSnapshot(problem=f"database unreadable: {text}")
-    except sqlite3.DatabaseError as exc:
-        return StateSnapshot(problem=f"database corrupt: {exc}")
+        return reader.read(errors_after)
     finally:
-        connection.close()
-    return replace(_snapshot(rows), errors=errors)
+        reader.close()
 
 
 def _read_errors(connection: sqlite3.Connection, after: int) -> tuple[tuple[int, str], ...]:
