@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from telegram import BotCommand, Update
-from telegram.constants import ParseMode
 from telegram.error import InvalidToken, TelegramError
 from telegram.ext import (
     Application,
@@ -37,7 +36,13 @@ from bot.service import Service
 from bot.settings import BotSettings
 from bot.systemd import SystemdNotifier
 from bot.text import esc
-from bot.transport import ChatTarget, TelegramTransport, keyboard
+from bot.transport import (
+    ChatTarget,
+    RetryLater,
+    TelegramTransport,
+    TransientError,
+    Undeliverable,
+)
 from supervisor.core import Supervisor
 
 log = logging.getLogger("bot")
@@ -100,7 +105,8 @@ class TelegramBot:
             per_group_seconds=settings.telegram_group_pace_seconds,
             gather_seconds=min(settings.telegram_pace_seconds, 1.0),
         )
-        self.service = Service(supervisor, TelegramTransport(self.app.bot), target, pacing=pacing)
+        self.transport = TelegramTransport(self.app.bot)
+        self.service = Service(supervisor, self.transport, target, pacing=pacing)
         self._denied: set[int] = set()
         self._followers: set[asyncio.Task[None]] = set()
         self.app.add_handler(TypeHandler(Update, self._gate), group=-1)
@@ -253,38 +259,23 @@ class TelegramBot:
         if chat is None:
             return
         thread = update.effective_message.message_thread_id if update.effective_message else None
+        target = ChatTarget(chat.id, thread)
         last = None
         for message in reply.messages:
-            last = await self.app.bot.send_message(
-                chat_id=chat.id,
-                message_thread_id=thread,
-                text=message.text,
-                parse_mode=ParseMode.HTML,
-                reply_markup=keyboard(message),
-                disable_web_page_preview=True,
-            )
+            last = await self.transport.send(target, message)
         if reply.updates is not None and last is not None:
-            follower = asyncio.create_task(self._follow(chat.id, last.message_id, reply))
+            follower = asyncio.create_task(self._follow(target, last, reply))
             self._followers.add(follower)
             follower.add_done_callback(self._followers.discard)
 
-    async def _follow(self, chat_id: int, message_id: int, reply: Reply) -> None:
+    async def _follow(self, target: ChatTarget, message_id: int, reply: Reply) -> None:
         """Edit the follow message with each update; a failure ends the follow, not the bot."""
         assert reply.updates is not None
         try:
             async for message in reply.updates:
-                try:
-                    await self.app.bot.edit_message_text(
-                        chat_id=chat_id,
-                        message_id=message_id,
-                        text=message.text,
-                        parse_mode=ParseMode.HTML,
-                        reply_markup=keyboard(message),
-                    )
-                except TelegramError as exc:
-                    if "not modified" not in str(exc).lower():
-                        log.warning("tail follow stopped: %s", exc)
-                        return
+                await self.transport.edit(target, message_id, message)
+        except (Undeliverable, RetryLater, TransientError) as exc:
+            log.warning("tail follow stopped: %s", exc)
         except Exception:
             log.exception("tail follow failed")
 

@@ -312,16 +312,7 @@ class Supervisor:
         self._reset_attempts(runtime)
         process = await self._spawn(runtime)
         if process is not None:
-            self._publish(
-                Restarted(
-                    workflow=runtime.name,
-                    time=utcnow(),
-                    reason=reason,
-                    attempt=0,
-                    max_attempts=runtime.workflow.max_restart_attempts,
-                    pid=process.pid,
-                )
-            )
+            self._announce_restart(runtime, process, reason)
 
     def _reset_attempts(self, runtime: Runtime) -> None:
         runtime.incident = None
@@ -412,6 +403,22 @@ class Supervisor:
         runtime.next_restart_at = utcnow() + timedelta(seconds=delay)
         runtime.restart_task = asyncio.create_task(self._delayed_restart(runtime, delay, reason))
 
+    def _announce_restart(
+        self, runtime: Runtime, process: WorkflowProcess, reason: RestartReason
+    ) -> None:
+        """Restarted event: attempt and incident say where an outage stands (0/None if manual)."""
+        self._publish(
+            Restarted(
+                workflow=runtime.name,
+                time=utcnow(),
+                reason=reason,
+                attempt=runtime.memory.restarts,
+                max_attempts=runtime.workflow.max_restart_attempts,
+                incident=runtime.incident.id if runtime.incident else None,
+                pid=process.pid,
+            )
+        )
+
     async def _delayed_restart(self, runtime: Runtime, delay: float, reason: RestartReason) -> None:
         await asyncio.sleep(delay)
         async with runtime.lock:
@@ -423,17 +430,7 @@ class Supervisor:
             self._remember(runtime)
             process = await self._spawn(runtime)
             if process is not None:
-                self._publish(
-                    Restarted(
-                        workflow=runtime.name,
-                        time=utcnow(),
-                        reason=reason,
-                        attempt=runtime.memory.restarts,
-                        max_attempts=runtime.workflow.max_restart_attempts,
-                        incident=runtime.incident.id if runtime.incident else None,
-                        pid=process.pid,
-                    )
-                )
+                self._announce_restart(runtime, process, reason)
 
     # -- periodic checks -------------------------------------------------------
 

@@ -21,7 +21,7 @@ from html.parser import HTMLParser
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
 JSON = dict[str, Any]
@@ -63,6 +63,59 @@ class QuietHTTPServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
+
+
+class BackgroundServer:
+    """An HTTP server on 127.0.0.1 (random port) served from a daemon thread.
+
+    Subclasses say which handler serves them; use as a context manager or
+    with ``start()``/``stop()``.
+    """
+
+    def __init__(self) -> None:
+        self._server: QuietHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+    def _before_stop(self) -> None:
+        """Release anything a request may be blocked on."""
+
+    def start(self) -> Self:
+        self._server = QuietHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.01,), daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._before_stop()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        return int(self._server.server_address[1])
 
 
 class BotAPIError(Exception):
@@ -155,10 +208,11 @@ def _decode_params(raw: dict[str, Any]) -> JSON:
     return params
 
 
-class FakeBotAPI:
+class FakeBotAPI(BackgroundServer):
     """A Telegram Bot API on 127.0.0.1 that records calls and serves injected updates."""
 
     def __init__(self, token: str = "123:TEST") -> None:
+        super().__init__()
         self.token = token
         self.sent: list[SentMessage] = []
         self.calls: list[tuple[str, JSON]] = []
@@ -172,48 +226,20 @@ class FakeBotAPI:
         self._ratios: dict[str | None, tuple[float, random.Random]] = {}
         self._down = False
         self._stopping = False
-        self._server: QuietHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> FakeBotAPI:
-        self._stopping = False
-        self._server = QuietHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.01,), daemon=True
-        )
-        self._thread.start()
-        return self
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _make_handler(self)
 
-    def stop(self) -> None:
+    def start(self) -> Self:
+        self._stopping = False
+        return super().start()
+
+    def _before_stop(self) -> None:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeBotAPI:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("FakeBotAPI is not started")
-        return int(self._server.server_address[1])
 
     @property
     def base_url(self) -> str:

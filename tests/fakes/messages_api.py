@@ -13,11 +13,10 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.fakes.botapi import QuietHTTPServer
+from tests.fakes.botapi import BackgroundServer
 
 JSON = dict[str, Any]
 _ERROR_TYPES = {
@@ -45,51 +44,23 @@ def error_body(status: int, message: str | None = None) -> JSON:
     return {"type": "error", "error": {"type": kind, "message": message or kind.replace("_", " ")}}
 
 
-class FakeMessagesAPI:
+class FakeMessagesAPI(BackgroundServer):
     """An Anthropic Messages API on 127.0.0.1 answering from a queue of canned replies."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[JSON] = []
         self.headers: list[dict[str, str]] = []
         self._replies: deque[_Reply] = deque()
         self._lock = threading.Lock()
         self._count = 0
-        self._server: QuietHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> FakeMessagesAPI:
-        self._server = QuietHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.01,), daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeMessagesAPI:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _make_handler(self)
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FakeMessagesAPI is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     def queue_reply(self, text: str, input_tokens: int = 10, output_tokens: int = 5) -> None:
         """Queue a successful assistant reply whose only content block is `text`."""
