@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        # The console is a chat: keep its screen for replies and alerts unless asked.
+        level=os.environ.get("LOG_LEVEL", "WARNING" if args.console else "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

@@ -109,12 +109,8 @@ class AlertComposer:
                 return [Alert(text, loud=False)]
             case Digest():
                 return [
-                    Alert(
-                        message.text.replace("workflows</b>", "workflows</b> · digest", 1),
-                        loud=False,
-                        mergeable=False,
-                    )
-                    for message in overview(event.workflows)
+                    Alert(message.text, loud=False, mergeable=False)
+                    for message in overview(event.workflows, digest=True)
                 ]
             case _:
                 return []

@@ -91,12 +91,13 @@ def pack(blocks: Sequence[str], header: str = "") -> list[Message]:
     return messages
 
 
-def overview(statuses: Sequence[WorkflowStatus]) -> list[Message]:
+def overview(statuses: Sequence[WorkflowStatus], *, digest: bool = False) -> list[Message]:
+    """One line per workflow, split over as many messages as it takes."""
     if not statuses:
         return [Message("No workflows configured.")]
-    return pack(
-        [status_line(status) for status in statuses], header=f"<b>{len(statuses)} workflows</b>"
-    )
+    count = len(statuses)
+    header = f"<b>{count} workflow{'' if count == 1 else 's'}</b>" + (" · digest" if digest else "")
+    return pack([status_line(status) for status in statuses], header=header)
 
 
 def detail(
