@@ -193,6 +193,7 @@ async def bot_running(
     tables: Sequence[Mapping[str, Any]] | None = None,
     *,
     fake: FakeBotAPI | None = None,
+    systemd: SystemdNotifier | None = None,
     **overrides: Any,
 ) -> AsyncIterator[BotRig]:
     """A started bot (its hello delivered); on exit it is stopped as SIGTERM would."""
@@ -201,7 +202,8 @@ async def bot_running(
     flows = resolve(tmp_path, conf, *(default_tables(tmp_path) if tables is None else tables))
     supervisor = Supervisor(conf, flows)
     install_redaction([server.token])  # as ``python -m bot`` does
-    bot = TelegramBot(bot_settings(server, **overrides), supervisor, SystemdNotifier({}))
+    notifier = systemd or SystemdNotifier({})
+    bot = TelegramBot(bot_settings(server, **overrides), supervisor, notifier)
     stop = asyncio.Event()
     task = asyncio.create_task(bot.run(stop))
     try:
