@@ -40,8 +40,6 @@ async def test_ready_watchdog_pings_and_stopping(tmp_path: Path) -> None:
             tmp_path, [worker_table(tmp_path, "w")], systemd=SystemdNotifier(environ)
         ) as rig:
             await rig.ask("/status")
-            import asyncio
-
             await asyncio.sleep(0.5)
             while_running = _received(sock)
         after = _received(sock)
