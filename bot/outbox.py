@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -131,6 +132,7 @@ class Notifier:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._failure_streak = 0  # consecutive failed deliveries, for the backoff
+        self._unsaved: deque[Alert] = deque()  # refused by the DB; saved by the worker
         self._unrecorded: tuple[Batch, int] | None = None
         self._tables_ready = False
 
@@ -158,7 +160,20 @@ class Notifier:
             self._task = None
 
     def enqueue(self, alert: Alert) -> None:
-        """Commit ``alert`` to the outbox (before returning) and wake the worker."""
+        """Commit ``alert`` to the outbox (before returning) and wake the worker.
+
+        If the control DB refuses the write (locked for longer than its busy
+        timeout, disk full), the alert waits in memory and the worker writes
+        it as soon as the DB takes writes again: late, but not lost.
+        """
+        try:
+            self._save(alert)
+        except sa.exc.SQLAlchemyError as exc:
+            self._unsaved.append(alert)
+            log.error("alert outbox: control DB refused an alert (%s); keeping it in memory", exc)
+        self._wake_worker()
+
+    def _save(self, alert: Alert) -> None:
         self._ensure_tables()
         now = time.time()
         with self._engine.begin() as conn:
@@ -166,7 +181,12 @@ class Notifier:
             status = HELD if held else PENDING
             if alert.key is None or not self._replace(conn, alert, status):
                 conn.execute(sa.insert(outbox).values(**self._new_row(alert, status, now)))
-        self._wake_worker()
+
+    def _save_unsaved(self) -> None:
+        """Write alerts the DB refused earlier, oldest first; stops at the first refusal."""
+        while self._unsaved:
+            self._save(self._unsaved[0])
+            self._unsaved.popleft()
 
     def mute(self, until: datetime) -> None:
         """Hold non-critical alerts until ``until`` (naive means local time); persisted."""
@@ -263,7 +283,7 @@ class Notifier:
         return len(held)
 
     def _idle(self) -> bool:
-        if self._unrecorded is not None:
+        if self._unrecorded is not None or self._unsaved:
             return False
         with self._engine.connect() as conn:
             pending = conn.execute(
@@ -311,6 +331,7 @@ class Notifier:
         """Do one unit of work; returns seconds until there may be more (None: until woken)."""
         if self._unrecorded is not None:
             self._record(*self._unrecorded)
+        self._save_unsaved()
         mute_left = self._expire_mute()
         rows, due_in = self._due_rows()
         if not rows:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import textwrap
 import time
@@ -421,3 +422,21 @@ def test_merged_and_summary_messages_fit_telegram_limit() -> None:
     shown = summary.count("\n• ")
     assert summary.endswith(f"… and {100 - shown} more")
     assert 0 < shown < 100
+
+
+async def test_an_alert_the_locked_db_refuses_is_kept_and_delivered_once_it_frees(
+    db_url: str, fake: FakeBotAPI, transport: TelegramTransport, caplog: pytest.LogCaptureFixture
+) -> None:
+    impatient = sa.create_engine(db_url, connect_args={"timeout": 0.05})
+    async with running(impatient, transport) as notifier:
+        notifier.enqueue(Alert("before the lock"))
+        await fake.wait_for_sent(lambda m: "before the lock" in m.text)
+        holder = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        notifier.enqueue(Alert("while locked"))  # refused: kept in memory, not raised
+        holder.execute("COMMIT")
+        holder.close()
+        await fake.wait_for_sent(lambda m: "while locked" in m.text, timeout=10)
+    impatient.dispose()
+    assert "keeping it in memory" in caplog.text
+    assert delivered_texts(fake).count("while locked") == 1
