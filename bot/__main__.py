@@ -18,17 +18,12 @@ from bot.redact import install_redaction
 from bot.settings import BotSettings
 from bot.systemd import SystemdNotifier
 from supervisor.config import ConfigError, load_workflows
+from supervisor.control import ControlDB, ControlDBError
 from supervisor.core import Supervisor
-from supervisor.settings import SupervisorSettings
+from supervisor.settings import SupervisorSettings, one_line
 
 EXIT_CONFIG = 2
 log = logging.getLogger("bot")
-
-
-def _one_line(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]).upper()
-    return f"bad setting {where}: {first['msg']}"
 
 
 async def _serve(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -55,10 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = BotSettings()
         supervisor_settings = SupervisorSettings()
         workflows = load_workflows(supervisor_settings)
+        ControlDB(supervisor_settings.control_db_url).close()  # unusable: say so before starting
     except ValidationError as exc:
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_CONFIG
-    except ConfigError as exc:
+    except (ConfigError, ControlDBError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     secrets = [settings.token or "", os.environ.get("ANTHROPIC_API_KEY", "")]

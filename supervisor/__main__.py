@@ -9,11 +9,13 @@ import signal
 import sys
 from datetime import UTC, datetime
 
+from pydantic import ValidationError
+
 from supervisor.config import ConfigError, ResolvedWorkflow, load_workflows
-from supervisor.control import event_json
+from supervisor.control import ControlDB, ControlDBError, event_json
 from supervisor.core import Supervisor
 from supervisor.pidfiles import group_alive, read_pidfiles
-from supervisor.settings import SupervisorSettings
+from supervisor.settings import SupervisorSettings, one_line
 from supervisor.statedb import read_state
 
 EXIT_CONFIG = 2
@@ -80,10 +82,15 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    settings = SupervisorSettings()
     try:
+        settings = SupervisorSettings()
         workflows = load_workflows(settings)
-    except ConfigError as exc:
+        if args.command == "run":
+            ControlDB(settings.control_db_url).close()  # unusable: say so before starting anything
+    except ValidationError as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (ConfigError, ControlDBError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "status":

@@ -27,6 +27,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from supervisor.dbengine import make_engine
 from supervisor.events import Digest, Event
@@ -65,7 +67,11 @@ memory = Table(
 )
 
 
-class SchemaTooNew(RuntimeError):
+class ControlDBError(RuntimeError):
+    """The control DB cannot be used; the message says which one and what to do."""
+
+
+class SchemaTooNew(ControlDBError):
     """The control DB was written by a newer release of the supervisor."""
 
 
@@ -95,8 +101,16 @@ class ControlDB:
 
     def __init__(self, url: str) -> None:
         self.engine: Engine = make_engine(url)
-        metadata.create_all(self.engine)
-        self._check_version()
+        try:
+            metadata.create_all(self.engine)
+            self._check_version()
+        except SQLAlchemyError as exc:
+            self.engine.dispose()
+            shown = make_url(url).render_as_string(hide_password=True)
+            raise ControlDBError(
+                f"control DB {shown} is unusable ({getattr(exc, 'orig', None) or exc}); "
+                "move it aside or point SUPERVISOR_DB_URL elsewhere"
+            ) from exc
 
     def _check_version(self) -> None:
         with self.engine.begin() as conn:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -64,3 +64,12 @@ class SupervisorSettings(BaseSettings):
     @property
     def _data_path(self) -> Path:
         return self.data_dir.expanduser().resolve()
+
+
+def one_line(exc: ValidationError) -> str:
+    """A settings error as one line naming the environment variable."""
+    first = exc.errors()[0]
+    prefix = SupervisorSettings.model_config.get("env_prefix", "")
+    prefix = prefix if exc.title == SupervisorSettings.__name__ else ""
+    where = prefix + "_".join(str(part) for part in first["loc"]).upper()
+    return f"bad setting {where}: {first['msg']}"

@@ -21,9 +21,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from workflows.checkpoints import CheckpointStore
 from workflows.context import Context, RunEngine, short_traceback
-from workflows.errors import WorkflowInterrupted
+from workflows.errors import WorkflowError, WorkflowInterrupted
 from workflows.state import Heartbeat, StateWriter
 from workflows.tasks import RetryPolicy, Task
 
@@ -150,10 +152,17 @@ class Workflow:
         path = Path(db) if db is not None else default_db_path(self.name)
         data = input or {}
         state = StateWriter(path)
-        store = CheckpointStore(path)
-        run_id, resumed = store.open_run(
-            self.name, json.dumps(data, sort_keys=True), new_run=new_run
-        )
+        try:
+            store = CheckpointStore(path)
+            run_id, resumed = store.open_run(
+                self.name, json.dumps(data, sort_keys=True), new_run=new_run
+            )
+        except SQLAlchemyError as exc:
+            state.close()
+            raise WorkflowError(
+                f"workflow database {path} is unusable ({getattr(exc, 'orig', None) or exc}); "
+                "move it aside or pass another --db"
+            ) from exc
         engine = RunEngine(store, state, run_id, sleep)
         ctx = Context(workflow=self.name, run_id=run_id, input=data, resumed=resumed, engine=engine)
         heartbeat = Heartbeat(path, heartbeat_seconds())
