@@ -71,6 +71,7 @@ class Supervisor:
         self._scheduler: AsyncIOScheduler | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = False
+        self._reads_in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -------------------------------------------------------------
@@ -144,6 +145,10 @@ class Supervisor:
         self._stopping = True
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
+        for _ in range(200):  # let a read in a worker thread finish rather than cancel it
+            if not self._reads_in_flight:
+                break
+            await asyncio.sleep(0.01)
         if self._watcher is not None:
             self._watcher.cancel()
         for runtime in self._runtimes.values():
@@ -458,9 +463,13 @@ class Supervisor:
         """
         runtimes = list(self._runtimes.values())
         known = [(rt.reader, rt.seen, rt.memory.last_error_id) for rt in runtimes]
-        reads = await asyncio.to_thread(
-            lambda: [reader.read_if_changed(seen, after) for reader, seen, after in known]
-        )
+        self._reads_in_flight += 1
+        try:
+            reads = await asyncio.to_thread(
+                lambda: [reader.read_if_changed(seen, after) for reader, seen, after in known]
+            )
+        finally:
+            self._reads_in_flight -= 1
         for runtime, read in zip(runtimes, reads, strict=True):
             try:
                 if read is not None and self._apply_read(runtime, read):

@@ -28,4 +28,4 @@ async def test_an_old_restart_is_ignored(tmp_path: Path) -> None:
 async def test_an_old_status_is_answered(tmp_path: Path) -> None:
     async with bot_running(tmp_path, [worker_table(tmp_path)]) as rig:
         text = await rig.ask("/status", date=int(time.time()) - FIVE_MINUTES_AGO)
-        assert "<b>1 workflows</b>" in text
+        assert "<b>1 workflow</b>" in text
