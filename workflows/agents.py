@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from workflows.current import current_task
 from workflows.errors import WorkflowError
+from workflows.toolrunner import reply_text, run_with_tools
 
 if TYPE_CHECKING:
     import anthropic
@@ -124,8 +125,14 @@ class ClaudeAgent:
         validation_retries: int = 1,
         max_retries: int | None = None,
         client: anthropic.Anthropic | None = None,
+        workdir: Path | None = None,
+        tools: Sequence[Any] = (),
+        max_tool_rounds: int = 50,
     ) -> None:
         self.system = system
+        self.workdir = workdir
+        self.tools = tuple(tools)
+        self.max_tool_rounds = max_tool_rounds
         self.model = model or os.environ.get("ANTHROPIC_MODEL") or DEFAULT_MODEL
         self.max_tokens = max_tokens
         self.validation_retries = validation_retries
@@ -162,22 +169,42 @@ class ClaudeAgent:
 
     def run(self, prompt: str, *, output: type[M] | None = None) -> M | str:
         if output is None:
-            message = self.client.messages.create(**self._request(prompt))
-            return "".join(block.text for block in message.content if block.type == "text")
+            return self._ask(prompt, None)[0]
         problem: Exception | None = None
         for _ in range(self.validation_retries + 1):
             try:
-                parsed = self.client.messages.parse(**self._request(prompt), output_format=output)
+                _, parsed = self._ask(prompt, output)
             except ValidationError as exc:
                 problem = exc
                 continue
-            if parsed.parsed_output is not None:
-                return parsed.parsed_output
+            if parsed is not None:
+                return output.model_validate(parsed)
             problem = AgentError("the reply held no text to parse")
         raise AgentError(
             f"reply did not validate as {output.__name__} after "
             f"{self.validation_retries + 1} tries: {_first_line(problem)}"
         )
+
+    def _ask(self, prompt: str, output: type[M] | None) -> tuple[str, Any]:
+        """One exchange: the reply's text and its parsed output (None without ``output``).
+
+        With ``workdir`` or ``tools`` it is a whole tool-using conversation,
+        run by the SDK's tool runner until the model stops asking for tools.
+        """
+        request = self._request(prompt)
+        if self.workdir is not None or self.tools:
+            return run_with_tools(
+                request,
+                output,
+                workdir=self.workdir,
+                tools=self.tools,
+                max_rounds=self.max_tool_rounds,
+                max_retries=self.max_retries,
+            )
+        if output is None:
+            return reply_text(self.client.messages.create(**request)), None
+        parsed = self.client.messages.parse(**request, output_format=output)
+        return reply_text(parsed), parsed.parsed_output
 
 
 def _first_line(problem: Exception | None) -> str:
@@ -287,12 +314,17 @@ class ClaudeCodeAgent:
 
 
 def default_agent(
-    offline: Mapping[str, Reply | Sequence[Reply]], *, system: str | None = None, delay: float = 0.0
+    offline: Mapping[str, Reply | Sequence[Reply]],
+    *,
+    system: str | None = None,
+    delay: float = 0.0,
+    workdir: Path | None = None,
 ) -> Agent:
     """``ClaudeAgent`` when ``ANTHROPIC_API_KEY`` is set, else a ``ScriptedAgent`` over ``offline``.
 
-    The bundled examples use it so they run anywhere, and for real with a key.
+    The bundled examples use it so they run anywhere, and for real with a key;
+    ``workdir`` gives the real agent file tools confined to that directory.
     """
     if os.environ.get("ANTHROPIC_API_KEY"):
-        return ClaudeAgent(system=system)
+        return ClaudeAgent(system=system, workdir=workdir)
     return ScriptedAgent(offline, delay=delay)

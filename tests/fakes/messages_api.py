@@ -64,12 +64,29 @@ class FakeMessagesAPI(BackgroundServer):
 
     def queue_reply(self, text: str, input_tokens: int = 10, output_tokens: int = 5) -> None:
         """Queue a successful assistant reply whose only content block is `text`."""
+        self.queue_message(
+            [{"type": "text", "text": text}], "end_turn", input_tokens, output_tokens
+        )
+
+    def queue_tool_use(self, name: str, tool_input: JSON, tool_id: str = "toolu_fake") -> None:
+        """Queue a reply in which the model asks to run the tool `name` with `tool_input`."""
+        block = {"type": "tool_use", "id": tool_id, "name": name, "input": tool_input}
+        self.queue_message([block], "tool_use")
+
+    def queue_message(
+        self,
+        content: list[JSON],
+        stop_reason: str = "end_turn",
+        input_tokens: int = 10,
+        output_tokens: int = 5,
+    ) -> None:
+        """Queue a successful assistant reply with these content blocks."""
         usage = {"input_tokens": input_tokens, "output_tokens": output_tokens}
         body = {
             "type": "message",
             "role": "assistant",
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
+            "content": content,
+            "stop_reason": stop_reason,
             "stop_sequence": None,
             "usage": usage,
         }

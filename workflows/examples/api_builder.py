@@ -8,6 +8,8 @@ done are built. Offline it answers from prepared replies; with
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel
 
 from workflows import Context, Workflow, default_agent
@@ -38,6 +40,7 @@ builder = default_agent(
         }
     },
     system="You implement one REST endpoint at a time, with tests, and report what you changed.",
+    workdir=Path.cwd(),  # with a key, the agent reads and edits the repository it runs in
 )
 
 

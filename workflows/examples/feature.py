@@ -7,6 +7,8 @@ check runs only when both are in.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel
 
 from workflows import Context, Workflow, default_agent
@@ -30,6 +32,7 @@ agent = default_agent(
         "verify": {"part": "all", "tests_passed": True, "notes": "end-to-end checks pass"},
     },
     system="You implement features test-first and report honestly whether the tests pass.",
+    workdir=Path.cwd(),  # with a key, the agent reads and edits the repository it runs in
 )
 
 

@@ -7,6 +7,7 @@ resumes in the right phase after a restart and never loops forever.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
@@ -47,6 +48,7 @@ agent = default_agent(
         "fix": {"module": "storage", "summary": "restored ORDER BY"},
     },
     system="You are a careful refactoring engineer. Keep behaviour identical; answer in JSON.",
+    workdir=Path.cwd(),  # with a key, the agent reads and edits the repository it runs in
 )
 
 
