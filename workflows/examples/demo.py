@@ -3,7 +3,7 @@
 It uses a ScriptedAgent (no key, no network) so that ``make run`` shows what a
 supervised workflow looks like: summaries as it goes, a heartbeat, tasks that
 resume after a restart, and one review that asks for a fix before approving.
-``DEMO_STEP_SECONDS`` sets how long each pretend agent call takes (default 4).
+``DEMO_STEP_SECONDS`` sets how long each pretend agent call takes (default 8).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ agent = ScriptedAgent(
         ],
         "fix": {"step": "cover the error path", "files": ["test_app.py"]},
     },
-    delay=float(os.environ.get("DEMO_STEP_SECONDS", "4")),
+    delay=float(os.environ.get("DEMO_STEP_SECONDS", "8")),
 )
 
 
