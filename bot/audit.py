@@ -5,7 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Text, insert, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    insert,
+    select,
+)
 from sqlalchemy import Table as SATable
 
 metadata = MetaData()
@@ -15,8 +26,8 @@ audit_log = SATable(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("time", DateTime(timezone=True), nullable=False),
-    Column("chat_id", Integer),
-    Column("user_id", Integer),
+    Column("chat_id", BigInteger),  # group ids exceed 32 bits
+    Column("user_id", BigInteger),
     Column("user", String(128)),
     Column("command", String(32), nullable=False),
     Column("workflow", String(128), index=True),
