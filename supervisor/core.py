@@ -1,8 +1,9 @@
 """The supervisor: keeps every configured workflow alive and says what happened.
 
 Process exits are awaited (reported the moment they happen); heartbeats,
-errors and status changes come from cheap periodic reads of each state
-table, scheduled with APScheduler. Every decision is published as a typed
+errors and status changes come from periodic reads of each state table
+(``supervisor/health.py``), scheduled with APScheduler. This module owns the
+processes, the restart policy and the API. Every decision is published as a typed
 event on the bus and recorded in the control DB. Nothing a workflow does
 (or fails to do) may raise out of here: it becomes an event instead.
 """
@@ -14,7 +15,7 @@ import logging
 import uuid
 from collections.abc import Coroutine, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -27,23 +28,21 @@ from supervisor.control import ControlDB, EventRecord, Memory
 from supervisor.events import (
     Crashed,
     Digest,
-    ErrorReported,
     Event,
     Finished,
     GaveUp,
     Hung,
     IncidentCause,
     Paused,
-    Recovered,
     Reloaded,
     Restarted,
     RestartReason,
     Resumed,
     Started,
-    StatusChanged,
     Stopped,
     WorkflowStatus,
 )
+from supervisor.health import HealthMonitor
 from supervisor.logs import LogWriter, tail
 from supervisor.pidfiles import reap_stale
 from supervisor.policy import Decision, ExitCause, decide
@@ -51,7 +50,7 @@ from supervisor.process import Exit, WorkflowProcess, forget
 from supervisor.reload import watch_scripts
 from supervisor.runtime import Incident, Runtime, utcnow
 from supervisor.settings import SupervisorSettings
-from supervisor.statedb import StateRead, StateReader, StateSnapshot, write_paused
+from supervisor.statedb import StateReader, write_paused
 
 log = logging.getLogger("supervisor")
 logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every job run at INFO
@@ -71,7 +70,13 @@ class Supervisor:
         self._scheduler: AsyncIOScheduler | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = False
-        self._reads_in_flight = 0
+        self._health = HealthMonitor(
+            self._runtimes,
+            settings,
+            publish=self._publish,
+            remember=self._remember,
+            on_hang=self._hang,
+        )
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -------------------------------------------------------------
@@ -99,7 +104,7 @@ class Supervisor:
                 reader=StateReader(workflow.db),
             )
             self._runtimes[workflow.name] = runtime
-            self._refresh(runtime)
+            self._health.refresh(runtime)
             if workflow.name not in remembered:
                 # First sight of this workflow: what its database already holds is history.
                 runtime.memory.last_error_seen = runtime.snapshot.last_error
@@ -128,10 +133,10 @@ class Supervisor:
         scheduler = AsyncIOScheduler(timezone="UTC")
         common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
         scheduler.add_job(
-            self._check, "interval", seconds=self.settings.check_interval_seconds, **common
+            self._health.check, "interval", seconds=self.settings.check_interval_seconds, **common
         )
         scheduler.add_job(
-            self._poll, "interval", seconds=self.settings.error_poll_seconds, **common
+            self._health.read_all, "interval", seconds=self.settings.error_poll_seconds, **common
         )
         if self.settings.status_interval_seconds > 0:
             scheduler.add_job(
@@ -145,10 +150,7 @@ class Supervisor:
         self._stopping = True
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
-        for _ in range(200):  # let a read in a worker thread finish rather than cancel it
-            if not self._reads_in_flight:
-                break
-            await asyncio.sleep(0.01)
+        await self._health.settle()
         if self._watcher is not None:
             self._watcher.cancel()
         for runtime in self._runtimes.values():
@@ -286,8 +288,8 @@ class Supervisor:
         runtime.process = None
         runtime.last_exit = ended
         expected, runtime.expected_exit = runtime.expected_exit, None
-        self._refresh(runtime, force=True)
-        self._observe(runtime)  # its last error and status come before the exit event
+        self._health.refresh(runtime, force=True)
+        self._health.observe(runtime)  # its last error and status come before the exit event
         if expected == "stop" or self._stopping:
             return
         if expected == "hang":
@@ -437,132 +439,7 @@ class Supervisor:
             if process is not None:
                 self._announce_restart(runtime, process, reason)
 
-    # -- periodic checks -------------------------------------------------------
-
-    def _refresh(self, runtime: Runtime, *, force: bool = False) -> bool:
-        """Re-read the state table now, if its files changed; True when something was read."""
-        known = None if force else runtime.seen
-        read = runtime.reader.read_if_changed(known, runtime.memory.last_error_id)
-        return read is not None and self._apply_read(runtime, read)
-
-    def _apply_read(self, runtime: Runtime, read: StateRead) -> bool:
-        seen, snapshot = read
-        if snapshot.problem and "locked" in snapshot.problem:
-            runtime.seen = None  # try again next poll, keep what we knew
-            runtime.snapshot = _with_problem(runtime.snapshot, snapshot.problem)
-            return False
-        runtime.seen = seen
-        runtime.snapshot = snapshot
-        return True
-
-    async def _read_all(self) -> None:
-        """Read every changed state table in a worker thread, then act on what changed.
-
-        With a hundred workflows the reads add up to tens of milliseconds; off
-        the event loop they never delay a chat command.
-        """
-        runtimes = list(self._runtimes.values())
-        known = [(rt.reader, rt.seen, rt.memory.last_error_id) for rt in runtimes]
-        self._reads_in_flight += 1
-        try:
-            reads = await asyncio.to_thread(
-                lambda: [reader.read_if_changed(seen, after) for reader, seen, after in known]
-            )
-        finally:
-            self._reads_in_flight -= 1
-        for runtime, read in zip(runtimes, reads, strict=True):
-            try:
-                if read is not None and self._apply_read(runtime, read):
-                    self._observe(runtime)
-            except Exception:  # one broken workflow must not stop the others' checks
-                log.exception("reading the state of %s failed", runtime.name)
-
-    async def _poll(self) -> None:
-        """Every ``error_poll_seconds``: new errors, status changes, recoveries."""
-        await self._read_all()
-
-    def _report_errors(self, runtime: Runtime) -> bool:
-        """One event per new error: from the error log when the workflow keeps one,
-        else from a changed ``last_error``; the same text twice in a row is one event."""
-        snapshot, remembered = runtime.snapshot, runtime.memory
-        logged = [(id_, text) for id_, text in snapshot.errors if id_ > remembered.last_error_id]
-        if not logged and snapshot.last_error and not snapshot.errors:
-            logged = [(remembered.last_error_id, snapshot.last_error)]
-        changed = False
-        for error_id, text in logged:
-            remembered.last_error_id = error_id
-            if text != remembered.last_error_seen:
-                remembered.last_error_seen = text
-                self._publish(ErrorReported(workflow=runtime.name, time=utcnow(), text=text))
-            changed = True
-        return changed
-
-    def _observe(self, runtime: Runtime) -> None:
-        snapshot, remembered, now = runtime.snapshot, runtime.memory, utcnow()
-        changed = self._report_errors(runtime)
-        if snapshot.status and snapshot.status != remembered.last_status_seen:
-            old, remembered.last_status_seen = remembered.last_status_seen, snapshot.status
-            changed = True
-            self._publish(
-                StatusChanged(
-                    workflow=runtime.name,
-                    time=now,
-                    old=old,
-                    new=snapshot.status,
-                    summary=snapshot.summary,
-                )
-            )
-        if changed:
-            self._remember(runtime)
-        self._maybe_recovered(runtime, now)
-
-    def _maybe_recovered(self, runtime: Runtime, now: datetime) -> None:
-        """Close the incident once the restarted process has heartbeaten for a while.
-
-        Waiting ``recovery_seconds`` keeps a crash loop (start, one heartbeat,
-        crash) inside one incident instead of a recovered note per cycle.
-        """
-        incident, beat = runtime.incident, runtime.snapshot.heartbeat
-        if not (incident and runtime.process and runtime.started_at) or runtime.expected_exit:
-            return
-        up = (now - runtime.started_at).total_seconds()
-        beat_after_incident = beat is not None and beat > incident.since
-        if (
-            not (runtime.fresh_heartbeat() and beat_after_incident)
-            or up < self.settings.recovery_seconds
-        ):
-            return
-        down = (now - incident.since).total_seconds()
-        self._publish(
-            Recovered(workflow=runtime.name, time=now, incident=incident.id, down_seconds=down)
-        )
-        runtime.incident = None
-        runtime.healthy_since = now
-
-    async def _check(self) -> None:
-        """Every ``check_interval_seconds``: hangs; attempts reset after a healthy stretch."""
-        await self._read_all()
-        for runtime in self._runtimes.values():
-            try:
-                if runtime.process is None or runtime.expected_exit or runtime.lock.locked():
-                    continue
-                now = utcnow()
-                self._maybe_recovered(runtime, now)
-                if runtime.silence(now) > runtime.workflow.hang_threshold_seconds:
-                    self._hang(runtime, runtime.process)
-                elif (
-                    runtime.healthy_since
-                    and runtime.memory.restarts
-                    and (
-                        (now - runtime.healthy_since).total_seconds()
-                        >= self.settings.healthy_reset_seconds
-                    )
-                ):
-                    runtime.memory.restarts = 0
-                    runtime.healthy_since = None
-                    self._remember(runtime)
-            except Exception:
-                log.exception("check of %s failed", runtime.name)
+    # -- hangs and digests -----------------------------------------------------
 
     def _hang(self, runtime: Runtime, process: WorkflowProcess) -> None:
         """Report the hang and end the group in the background (other checks go on)."""
@@ -637,7 +514,3 @@ class Supervisor:
 
 def _with_incident(event: IncidentEvent, incident: str) -> IncidentEvent:
     return replace(event, incident=incident)
-
-
-def _with_problem(snapshot: StateSnapshot, problem: str) -> StateSnapshot:
-    return replace(snapshot, problem=problem)

@@ -1,0 +1,174 @@
+"""Watching the workflows' state tables: errors, status changes, recoveries, hangs.
+
+The supervisor's periodic jobs call in here. The monitor reads every state
+table that changed (off the event loop), turns what it sees into events, and
+hands a hang back to the supervisor, which owns the processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import datetime
+
+from supervisor.events import ErrorReported, Event, Recovered, StatusChanged
+from supervisor.process import WorkflowProcess
+from supervisor.runtime import Runtime, utcnow
+from supervisor.settings import SupervisorSettings
+from supervisor.statedb import StateRead, StateSnapshot
+
+log = logging.getLogger("supervisor")
+
+
+class HealthMonitor:
+    """Reads state tables and publishes what changed; reports hangs to ``on_hang``."""
+
+    def __init__(
+        self,
+        runtimes: Mapping[str, Runtime],
+        settings: SupervisorSettings,
+        *,
+        publish: Callable[[Event], None],
+        remember: Callable[[Runtime], None],
+        on_hang: Callable[[Runtime, WorkflowProcess], None],
+    ) -> None:
+        self._runtimes = runtimes
+        self._settings = settings
+        self._publish = publish
+        self._remember = remember
+        self._on_hang = on_hang
+        self._reads_in_flight = 0
+
+    async def settle(self) -> None:
+        """Wait (briefly) for a read in a worker thread to finish rather than cancel it."""
+        for _ in range(200):
+            if not self._reads_in_flight:
+                return
+            await asyncio.sleep(0.01)
+
+    def refresh(self, runtime: Runtime, *, force: bool = False) -> bool:
+        """Re-read the state table now, if its files changed; True when something was read."""
+        known = None if force else runtime.seen
+        read = runtime.reader.read_if_changed(known, runtime.memory.last_error_id)
+        return read is not None and self._apply_read(runtime, read)
+
+    def _apply_read(self, runtime: Runtime, read: StateRead) -> bool:
+        seen, snapshot = read
+        if snapshot.problem and "locked" in snapshot.problem:
+            runtime.seen = None  # try again next poll, keep what we knew
+            runtime.snapshot = _with_problem(runtime.snapshot, snapshot.problem)
+            return False
+        runtime.seen = seen
+        runtime.snapshot = snapshot
+        return True
+
+    async def read_all(self) -> None:
+        """Read every changed state table in a worker thread, then act on what changed.
+
+        With a hundred workflows the reads add up to tens of milliseconds; off
+        the event loop they never delay a chat command.
+        """
+        runtimes = list(self._runtimes.values())
+        known = [(rt.reader, rt.seen, rt.memory.last_error_id) for rt in runtimes]
+        self._reads_in_flight += 1
+        try:
+            reads = await asyncio.to_thread(
+                lambda: [reader.read_if_changed(seen, after) for reader, seen, after in known]
+            )
+        finally:
+            self._reads_in_flight -= 1
+        for runtime, read in zip(runtimes, reads, strict=True):
+            try:
+                if read is not None and self._apply_read(runtime, read):
+                    self.observe(runtime)
+            except Exception:  # one broken workflow must not stop the others' checks
+                log.exception("reading the state of %s failed", runtime.name)
+
+    def _report_errors(self, runtime: Runtime) -> bool:
+        """One event per new error: from the error log when the workflow keeps one,
+        else from a changed ``last_error``; the same text twice in a row is one event."""
+        snapshot, remembered = runtime.snapshot, runtime.memory
+        logged = [(id_, text) for id_, text in snapshot.errors if id_ > remembered.last_error_id]
+        if not logged and snapshot.last_error and not snapshot.errors:
+            logged = [(remembered.last_error_id, snapshot.last_error)]
+        changed = False
+        for error_id, text in logged:
+            remembered.last_error_id = error_id
+            if text != remembered.last_error_seen:
+                remembered.last_error_seen = text
+                self._publish(ErrorReported(workflow=runtime.name, time=utcnow(), text=text))
+            changed = True
+        return changed
+
+    def observe(self, runtime: Runtime) -> None:
+        snapshot, remembered, now = runtime.snapshot, runtime.memory, utcnow()
+        changed = self._report_errors(runtime)
+        if snapshot.status and snapshot.status != remembered.last_status_seen:
+            old, remembered.last_status_seen = remembered.last_status_seen, snapshot.status
+            changed = True
+            self._publish(
+                StatusChanged(
+                    workflow=runtime.name,
+                    time=now,
+                    old=old,
+                    new=snapshot.status,
+                    summary=snapshot.summary,
+                )
+            )
+        if changed:
+            self._remember(runtime)
+        self._maybe_recovered(runtime, now)
+
+    def _maybe_recovered(self, runtime: Runtime, now: datetime) -> None:
+        """Close the incident once the restarted process has heartbeaten for a while.
+
+        Waiting ``recovery_seconds`` keeps a crash loop (start, one heartbeat,
+        crash) inside one incident instead of a recovered note per cycle.
+        """
+        incident, beat = runtime.incident, runtime.snapshot.heartbeat
+        if not (incident and runtime.process and runtime.started_at) or runtime.expected_exit:
+            return
+        up = (now - runtime.started_at).total_seconds()
+        beat_after_incident = beat is not None and beat > incident.since
+        if (
+            not (runtime.fresh_heartbeat() and beat_after_incident)
+            or up < self._settings.recovery_seconds
+        ):
+            return
+        down = (now - incident.since).total_seconds()
+        self._publish(
+            Recovered(workflow=runtime.name, time=now, incident=incident.id, down_seconds=down)
+        )
+        runtime.incident = None
+        runtime.healthy_since = now
+
+    async def check(self) -> None:
+        """Every ``check_interval_seconds``: hangs; attempts reset after a healthy stretch."""
+        await self.read_all()
+        for runtime in self._runtimes.values():
+            try:
+                if runtime.process is None or runtime.expected_exit or runtime.lock.locked():
+                    continue
+                now = utcnow()
+                self._maybe_recovered(runtime, now)
+                if runtime.silence(now) > runtime.workflow.hang_threshold_seconds:
+                    self._on_hang(runtime, runtime.process)
+                elif (
+                    runtime.healthy_since
+                    and runtime.memory.restarts
+                    and (
+                        (now - runtime.healthy_since).total_seconds()
+                        >= self._settings.healthy_reset_seconds
+                    )
+                ):
+                    runtime.memory.restarts = 0
+                    runtime.healthy_since = None
+                    self._remember(runtime)
+            except Exception:
+                log.exception("check of %s failed", runtime.name)
+
+
+def _with_problem(snapshot: StateSnapshot, problem: str) -> StateSnapshot:
+    return replace(snapshot, problem=problem)
