@@ -150,7 +150,7 @@ class Supervisor:
         self._stopping = True
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
-        await self._health.settle()
+        await self._health.close()
         if self._watcher is not None:
             self._watcher.cancel()
         for runtime in self._runtimes.values():

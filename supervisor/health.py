@@ -40,9 +40,15 @@ class HealthMonitor:
         self._remember = remember
         self._on_hang = on_hang
         self._reads_in_flight = 0
+        self._closed = False
 
-    async def settle(self) -> None:
-        """Wait (briefly) for a read in a worker thread to finish rather than cancel it."""
+    async def close(self) -> None:
+        """Take no more reads, and wait (briefly) for one in a worker thread to finish.
+
+        A job the scheduler started just before its shutdown must neither be
+        cancelled mid-read at loop teardown nor reopen the closed readers.
+        """
+        self._closed = True
         for _ in range(200):
             if not self._reads_in_flight:
                 return
@@ -70,6 +76,8 @@ class HealthMonitor:
         With a hundred workflows the reads add up to tens of milliseconds; off
         the event loop they never delay a chat command.
         """
+        if self._closed:
+            return
         runtimes = list(self._runtimes.values())
         known = [(rt.reader, rt.seen, rt.memory.last_error_id) for rt in runtimes]
         self._reads_in_flight += 1
@@ -147,6 +155,8 @@ class HealthMonitor:
     async def check(self) -> None:
         """Every ``check_interval_seconds``: hangs; attempts reset after a healthy stretch."""
         await self.read_all()
+        if self._closed:
+            return
         for runtime in self._runtimes.values():
             try:
                 if runtime.process is None or runtime.expected_exit or runtime.lock.locked():
