@@ -148,9 +148,13 @@ class Supervisor:
     async def shutdown(self) -> None:
         """Stop every workflow gracefully (their runs resume next time), then close."""
         self._stopping = True
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
+        # The scheduler's shutdown cancels job runs still pending, which it logs as errors:
+        # close the monitor (job runs return at once), stop new runs, let the last ones end.
         await self._health.close()
+        if self._scheduler is not None:
+            self._scheduler.pause()
+            await asyncio.sleep(0.01)
+            self._scheduler.shutdown(wait=False)
         if self._watcher is not None:
             self._watcher.cancel()
         for runtime in self._runtimes.values():
