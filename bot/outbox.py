@@ -58,6 +58,7 @@ MUTE_KEY = "mute_until"
 MERGE_CANDIDATES = 1000
 WORKER_RETRY_SECONDS = 1.0
 IDLE_POLL_SECONDS = 0.01
+KEEP_DELIVERED_SECONDS = 30 * 86400  # delivered rows are history; pending ones are kept forever
 DEFAULT_PACING = Pacing()
 
 metadata = sa.MetaData()
@@ -141,6 +142,7 @@ class Notifier:
     async def start(self) -> None:
         """Create the tables if needed and start the worker; old pending rows go out too."""
         self._ensure_tables()
+        self._forget_delivered(older_than=time.time() - KEEP_DELIVERED_SECONDS)
         if self._task is None or self._task.done():
             self._loop = asyncio.get_running_loop()
             self._stopping = False
@@ -223,6 +225,15 @@ class Notifier:
         return True
 
     # -- database --------------------------------------------------------------------------
+
+    def _forget_delivered(self, older_than: float) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                sa.delete(outbox).where(
+                    outbox.c.status.in_((SENT, SUMMARISED, FAILED)),
+                    outbox.c.created_at < older_than,
+                )
+            )
 
     def _ensure_tables(self) -> None:
         if not self._tables_ready:

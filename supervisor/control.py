@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
     insert,
     select,
     update,
@@ -148,6 +149,11 @@ class ControlDB:
                 .limit(limit)
             ).all()
         return [EventRecord(_aware(row.time), row.workflow, row.kind, row.detail) for row in rows]
+
+    def forget_events(self, older_than: datetime) -> int:
+        """Drop events older than ``older_than``; the table would otherwise only grow."""
+        with self.engine.begin() as conn:
+            return conn.execute(delete(events).where(events.c.time < older_than)).rowcount
 
     def load_memory(self) -> dict[str, Memory]:
         with self.engine.connect() as conn:

@@ -56,6 +56,7 @@ log = logging.getLogger("supervisor")
 logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every job run at INFO
 IncidentEvent = TypeVar("IncidentEvent", Crashed, Hung)
 CRASH_LOG_LINES = 20
+EVENTS_KEPT_DAYS = 90
 
 
 class Supervisor:
@@ -88,6 +89,7 @@ class Supervisor:
     async def startup(self) -> None:
         """Open the control DB, end groups a killed predecessor left, start the workflows."""
         self._control = ControlDB(self.settings.control_db_url)
+        self._control.forget_events(utcnow() - timedelta(days=EVENTS_KEPT_DAYS))
         remembered = self._control.load_memory()
         ended = await reap_stale(self.settings.run_dir, self.settings.stop_grace_seconds)
         for name in ended:
