@@ -53,6 +53,7 @@ class AlertComposer:
 
     def __init__(self) -> None:
         self._headlines: dict[str, str] = {}
+        self._failures: dict[str, int] = {}
 
     def alerts(self, event: Event) -> list[Alert]:
         match event:
@@ -61,7 +62,7 @@ class AlertComposer:
             case Restarted(incident=str() as incident):
                 return self._restarted(event, incident)
             case GaveUp():
-                self._headlines.pop(incident_key(event.workflow, event.incident), None)
+                self._close(incident_key(event.workflow, event.incident))
                 text = (
                     f"🛑 <b>{esc(event.workflow)}</b> gave up after {event.attempts} restarts\n"
                     f"last: {esc_clip(event.last_detail, 300)}\n"
@@ -78,7 +79,7 @@ class AlertComposer:
                 ]
             case Recovered():
                 key = incident_key(event.workflow, event.incident)
-                headline = self._headlines.pop(key, None)
+                headline = self._close(key)
                 down = format_duration(event.down_seconds)
                 note = f"✅ <b>{esc(event.workflow)}</b> recovered after {down} down"
                 found = (
@@ -116,24 +117,34 @@ class AlertComposer:
                 return []
 
     def _incident(self, event: Crashed | Hung) -> Alert:
-        name = esc(event.workflow)
-        if isinstance(event, Hung):
-            headline = f"⏳ <b>{name}</b> hung: {esc_clip(event.detail, 500)}"
-        else:
-            headline = f"💥 <b>{name}</b> crashed: {esc_clip(event.detail, 500)}"
-            if event.log_tail:
-                lines = [esc(line) for line in event.log_tail]
-                headline += f"\n<pre>{clip_lines_from_top(lines, LOG_TAIL_CLIP)}</pre>"
+        """The incident's message: its latest failure, how many so far, and what comes next."""
         key = incident_key(event.workflow, event.incident)
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        hung = isinstance(event, Hung)
+        icon, what = ("⏳", "hung") if hung else ("💥", "crashed")
+        detail = esc_clip(event.detail, 500)
+        name = f"<b>{esc(event.workflow)}</b>"
+        if failures == 1:
+            headline = f"{icon} {name} {what}: {detail}"
+        else:
+            headline = f"{icon} {name} failed {failures} times in a row; last {what}: {detail}"
+        if isinstance(event, Crashed) and event.log_tail:
+            lines = [esc(line) for line in event.log_tail]
+            headline += f"\n<pre>{clip_lines_from_top(lines, LOG_TAIL_CLIP)}</pre>"
         self._headlines[key] = headline
         plan = _plan(event.will_restart, event.attempt, event.max_attempts, event.next_restart_in)
         return Alert(
             f"{headline}\n{plan}",
             buttons(event.workflow),
             key=key,
-            critical=isinstance(event, Hung) or not event.will_restart,
+            critical=hung or not event.will_restart,
             mergeable=False,
         )
+
+    def _close(self, key: str) -> str | None:
+        """Forget an incident that ended; its last headline, if it had one."""
+        self._failures.pop(key, None)
+        return self._headlines.pop(key, None)
 
     def _restarted(self, event: Restarted, incident: str) -> list[Alert]:
         key = incident_key(event.workflow, incident)

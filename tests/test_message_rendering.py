@@ -454,3 +454,30 @@ def test_clip_html_closes_tags_and_never_splits_a_token() -> None:
         shown = html_to_text(clipped).removesuffix(ELLIPSIS)
         assert html_to_text(source).startswith(shown)
     assert clip_html(source, len(source)) == source
+
+
+def test_a_second_failure_of_an_incident_says_how_many_and_shows_the_latest_lines() -> None:
+    composer = AlertComposer()
+    now = datetime.now(UTC)
+
+    def crash(attempt: int, line: str) -> Crashed:
+        return Crashed(
+            workflow="api",
+            time=now,
+            incident="i1",
+            attempt=attempt,
+            max_attempts=20,
+            will_restart=True,
+            next_restart_in=30,
+            exit_code=1,
+            log_tail=(line,),
+        )
+
+    [first] = composer.alerts(crash(0, "first <trace>"))
+    [second] = composer.alerts(crash(1, "second <trace>"))
+    assert first.key == second.key
+    assert "crashed: exit code 1" in first.text
+    assert "failed 2 times in a row; last crashed: exit code 1" in second.text
+    assert "second &lt;trace&gt;" in second.text
+    assert "first" not in second.text
+    assert "attempt 2/20, next in 30s" in second.text
