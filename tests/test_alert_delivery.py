@@ -26,7 +26,8 @@ import sqlalchemy as sa
 import telegram
 from telegram.request import HTTPXRequest
 
-from bot.outbox import Alert, Notifier, Pacing, outbox
+from bot.outbox import Alert, Notifier, Pacing
+from bot.outbox_store import outbox
 from bot.pacing import OutboxRow, Pacer, fit_batch, summary_text
 from bot.text import TELEGRAM_LIMIT, Button
 from bot.transport import ChatTarget, TelegramTransport

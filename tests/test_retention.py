@@ -8,7 +8,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bot.outbox import KEEP_DELIVERED_SECONDS, Alert, Notifier, outbox
+from bot.outbox import KEEP_DELIVERED_SECONDS, Alert, Notifier
+from bot.outbox_store import outbox
 from bot.text import Message
 from bot.transport import ChatTarget
 from supervisor.control import ControlDB
