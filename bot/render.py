@@ -67,7 +67,7 @@ def status_line(status: WorkflowStatus) -> str:
         parts.append(f"↻{status.restarts}")
     line = " · ".join(parts)
     if status.summary:
-        line += f"\n    {esc_clip(status.summary, SUMMARY_IN_LIST)}"
+        line += f" — {esc_clip(' '.join(status.summary.split()), SUMMARY_IN_LIST)}"
     return line
 
 

@@ -481,3 +481,12 @@ def test_a_second_failure_of_an_incident_says_how_many_and_shows_the_latest_line
     assert "second &lt;trace&gt;" in second.text
     assert "first" not in second.text
     assert "attempt 2/20, next in 30s" in second.text
+
+
+def test_status_is_one_line_per_workflow_even_with_multiline_summaries() -> None:
+    statuses = [wf(f"w{i}", summary="planning\nthe work\n\nnow", restarts=i) for i in range(3)]
+    [message] = overview(statuses)
+    lines = message.text.splitlines()
+    assert len(lines) == 1 + 3  # the header, then one line each
+    assert lines[1].endswith("— planning the work now")
+    assert "↻2" in lines[3]
