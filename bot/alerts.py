@@ -137,6 +137,8 @@ class AlertComposer:
             f"{headline}\n{plan}",
             buttons(event.workflow),
             key=key,
+            # Being restarted is a warning (no sound); left down, it needs the user (loud).
+            loud=not event.will_restart,
             critical=hung or not event.will_restart,
             mergeable=False,
         )

@@ -490,3 +490,35 @@ def test_status_is_one_line_per_workflow_even_with_multiline_summaries() -> None
     assert len(lines) == 1 + 3  # the header, then one line each
     assert lines[1].endswith("— planning the work now")
     assert "↻2" in lines[3]
+
+
+def test_severity_follows_what_the_user_must_do() -> None:
+    composer = AlertComposer()
+    now = datetime.now(UTC)
+    restarting = Crashed(
+        workflow="w",
+        time=now,
+        incident="a",
+        attempt=0,
+        max_attempts=3,
+        will_restart=True,
+        exit_code=1,
+    )
+    left_down = Crashed(
+        workflow="w",
+        time=now,
+        incident="b",
+        attempt=0,
+        max_attempts=3,
+        will_restart=False,
+        exit_code=1,
+    )
+    gave_up = GaveUp(
+        workflow="w", time=now, incident="a", attempts=3, cause="crash", last_detail="x"
+    )
+    [warning] = composer.alerts(restarting)
+    [down] = composer.alerts(left_down)
+    [loud] = composer.alerts(gave_up)
+    assert (warning.loud, warning.critical) == (False, False)
+    assert (down.loud, down.critical) == (True, True)
+    assert (loud.loud, loud.critical, loud.key) == (True, True, None)
