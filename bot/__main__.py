@@ -17,10 +17,9 @@ from bot.lock import AlreadyRunning, InstanceLock
 from bot.redact import install_redaction
 from bot.settings import BotSettings
 from bot.systemd import SystemdNotifier
-from supervisor.config import ConfigError, load_workflows
-from supervisor.control import ControlDB, ControlDBError
 from supervisor.core import Supervisor
-from supervisor.settings import SupervisorSettings, one_line
+from supervisor.settings import one_line
+from supervisor.startup import StartupError, load_supervision
 
 EXIT_CONFIG = 2
 log = logging.getLogger("bot")
@@ -48,13 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         settings = BotSettings()
-        supervisor_settings = SupervisorSettings()
-        workflows = load_workflows(supervisor_settings)
-        ControlDB(supervisor_settings.control_db_url).close()  # unusable: say so before starting
+        supervisor_settings, workflows = load_supervision(check_control_db=True)
     except ValidationError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_CONFIG
-    except (ConfigError, ControlDBError) as exc:
+    except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     secrets = [settings.token or "", os.environ.get("ANTHROPIC_API_KEY", "")]

@@ -9,13 +9,12 @@ import signal
 import sys
 from datetime import UTC, datetime
 
-from pydantic import ValidationError
-
-from supervisor.config import ConfigError, ResolvedWorkflow, load_workflows
-from supervisor.control import ControlDB, ControlDBError, event_json
+from supervisor.config import ResolvedWorkflow
+from supervisor.control import event_json
 from supervisor.core import Supervisor
 from supervisor.pidfiles import group_alive, read_pidfiles
-from supervisor.settings import SupervisorSettings, one_line
+from supervisor.settings import SupervisorSettings
+from supervisor.startup import StartupError, load_supervision
 from supervisor.statedb import read_state
 
 EXIT_CONFIG = 2
@@ -83,14 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        settings = SupervisorSettings()
-        workflows = load_workflows(settings)
-        if args.command == "run":
-            ControlDB(settings.control_db_url).close()  # unusable: say so before starting anything
-    except ValidationError as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return EXIT_CONFIG
-    except (ConfigError, ControlDBError) as exc:
+        settings, workflows = load_supervision(check_control_db=args.command == "run")
+    except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "status":
