@@ -117,36 +117,43 @@ class TelegramBot:
     # -- lifecycle -------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Serve until ``stop`` is set; the workflows are stopped before this returns."""
-        if not await wait_for_api(self.app, stop, self.settings.telegram_api_base_url):
-            return
-        try:
-            await self._serve(stop)
-        finally:
-            await self.app.shutdown()
+        """Serve until ``stop`` is set; the workflows are stopped before this returns.
 
-    async def _serve(self, stop: asyncio.Event) -> None:
+        The workflows start first and keep running while Telegram is
+        unreachable (alerts wait in the outbox), so an outage at boot never
+        keeps them down, and systemd hears READY as soon as they run.
+        """
         host = esc(socket.gethostname())
         names = esc(", ".join(self.service.supervisor.names))
         await self.service.start(hello=f"🟢 bot up on {host}: {names}")
-        watchdog: asyncio.Task[None] | None = None
+        self.systemd.ready()
+        watchdog = asyncio.create_task(self._watchdog())
+        connected = False
         try:
-            await self._register_commands()
-            await self.app.start()
-            if await self._start_polling(stop):
-                self.systemd.ready()
-                watchdog = asyncio.create_task(self._watchdog())
-                log.info("bot running; commanding chats: %s", sorted(self.settings.allowed_chats))
-                await stop.wait()
+            connected = await wait_for_api(self.app, stop, self.settings.telegram_api_base_url)
+            if connected:
+                await self._serve(stop)
         finally:
             self.systemd.stopping()
-            if watchdog is not None:
-                watchdog.cancel()
-            await self._stop_telegram()
+            watchdog.cancel()
+            # Before the app's shutdown closes the HTTP client the goodbye goes out through.
             await self.service.stop(
                 goodbye=f"🔴 bot on {host} going down; workflows stopped, "
                 "they resume on the next start"
             )
+            if connected:
+                await self.app.shutdown()
+
+    async def _serve(self, stop: asyncio.Event) -> None:
+        """Commands in: the menu, then long polling until ``stop``."""
+        try:
+            await self._register_commands()
+            await self.app.start()
+            if await self._start_polling(stop):
+                log.info("bot running; commanding chats: %s", sorted(self.settings.allowed_chats))
+                await stop.wait()
+        finally:
+            await self._stop_telegram()
 
     async def _start_polling(self, stop: asyncio.Event) -> bool:
         """Start long polling, retrying while the API is unreachable; False if stopped first."""

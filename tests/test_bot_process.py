@@ -197,3 +197,24 @@ def test_an_invalid_token_is_a_clear_line_and_a_retry(tmp_path: Path) -> None:
     assert "Traceback" not in err
     assert TOKEN.split(":")[1] not in err
     assert os.path.exists(tmp_path / "data")
+
+
+def test_workflows_run_while_telegram_is_unreachable_and_alerts_wait(
+    tmp_path: Path, fake: FakeBotAPI
+) -> None:
+    fake.set_down(True)
+    bot = start(process_env(fake, tmp_path))
+    try:
+        deadline = time.monotonic() + 10
+        while not workflow_pids(bot):  # the supervisor does not wait for Telegram
+            assert time.monotonic() < deadline, "no workflow started while Telegram was down"
+            time.sleep(0.05)
+        assert fake.sent_matching() == []
+        fake.set_down(False)
+        fake.wait_for_sent_sync(is_alert("bot up"), timeout=15)  # queued, then delivered
+        fake.add_message("/status", COMMAND_CHAT, USER)
+        fake.wait_for_sent_sync(lambda m: m.chat_id == COMMAND_CHAT, timeout=10)
+    finally:
+        code, err = terminate(bot)
+    assert code == 0, err
+    assert "Traceback" not in err
