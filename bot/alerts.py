@@ -48,6 +48,16 @@ def _plan(will_restart: bool, attempt: int, max_attempts: int, next_in: float | 
     return f"restarting, attempt {attempt + 1}/{max_attempts}{when}"
 
 
+def _failure(event: Crashed | Hung) -> str:
+    """What went wrong, in words for a phone: durations as 5m 12s rather than 312s."""
+    if not isinstance(event, Hung):
+        return event.detail
+    limit = format_duration(event.threshold)
+    if event.heartbeat_age is None:
+        return f"no heartbeat within {limit}"
+    return f"no heartbeat for {format_duration(event.heartbeat_age)} (threshold {limit})"
+
+
 class AlertComposer:
     """Turns events into alerts; remembers each open incident's headline for its edits."""
 
@@ -122,7 +132,7 @@ class AlertComposer:
         failures = self._failures[key] = self._failures.get(key, 0) + 1
         hung = isinstance(event, Hung)
         icon, what = ("⏳", "hung") if hung else ("💥", "crashed")
-        detail = esc_clip(event.detail, 500)
+        detail = esc_clip(_failure(event), 500)
         name = f"<b>{esc(event.workflow)}</b>"
         if failures == 1:
             headline = f"{icon} {name} {what}: {detail}"

@@ -522,3 +522,24 @@ def test_severity_follows_what_the_user_must_do() -> None:
     assert (warning.loud, warning.critical) == (False, False)
     assert (down.loud, down.critical) == (True, True)
     assert (loud.loud, loud.critical, loud.key) == (True, True, None)
+
+
+def test_a_hang_reads_in_human_durations() -> None:
+    now = datetime.now(UTC)
+
+    def hung(age: float | None, threshold: float) -> Hung:
+        return Hung(
+            workflow="w",
+            time=now,
+            incident="i",
+            attempt=0,
+            max_attempts=3,
+            will_restart=True,
+            heartbeat_age=age,
+            threshold=threshold,
+        )
+
+    [late] = AlertComposer().alerts(hung(312, 300))
+    [silent] = AlertComposer().alerts(hung(None, 90))
+    assert "hung: no heartbeat for 5m 12s (threshold 5m)" in late.text
+    assert "hung: no heartbeat within 1m 30s" in silent.text
