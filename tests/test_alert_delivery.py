@@ -58,15 +58,23 @@ def engine(db_url: str) -> Iterator[sa.Engine]:
     engine.dispose()
 
 
-@pytest.fixture
-async def transport(fake: FakeBotAPI) -> AsyncIterator[TelegramTransport]:
+@contextlib.asynccontextmanager
+async def fresh_transport(fake: FakeBotAPI) -> AsyncIterator[TelegramTransport]:
     # Generous timeouts: on a loaded machine a timed-out request the fake did process
     # would be retried, a duplicate this suite must not mistake for a bug.
     request = HTTPXRequest(read_timeout=30, write_timeout=30, connect_timeout=30, pool_timeout=30)
     bot = telegram.Bot(TOKEN, base_url=fake.base_url, request=request)
     await bot.initialize()
-    yield TelegramTransport(bot)
-    await bot.shutdown()
+    try:
+        yield TelegramTransport(bot)
+    finally:
+        await bot.shutdown()
+
+
+@pytest.fixture
+async def transport(fake: FakeBotAPI) -> AsyncIterator[TelegramTransport]:
+    async with fresh_transport(fake) as made:
+        yield made
 
 
 @contextlib.asynccontextmanager
@@ -221,7 +229,9 @@ async def test_pending_alerts_survive_a_stop_and_nothing_is_sent_twice(
         await first.stop(flush_timeout=0.2)
     assert [r.status for r in rows(engine)] == ["sent", "pending", "pending"]
     fake.set_down(False)
-    async with running(engine, transport) as second:
+    # A restarted bot has a new HTTP client: the old one's pool may hold a connection
+    # whose request was cancelled mid-flight by stop().
+    async with fresh_transport(fake) as restarted, running(engine, restarted) as second:
         assert await second.wait_idle(2)
     assert [m.text for m in fake.sent] == ["before outage", "during outage 1", "during outage 2"]
 
