@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 WORKER_RETRY_SECONDS = 1.0
 IDLE_POLL_SECONDS = 0.01
+IN_FLIGHT_GRACE_SECONDS = 5.0
 KEEP_DELIVERED_SECONDS = 30 * 86400  # delivered rows are history; pending ones are kept forever
 DEFAULT_PACING = Pacing()
 
@@ -83,13 +84,19 @@ class Notifier:
         """Deliver what is due within ``flush_timeout``, then stop; the rest stays pending."""
         if self._task is None:
             return
+        task = self._task
         try:
             await self.wait_idle(flush_timeout)
         finally:
+            # Let a send in flight finish and be recorded: cancelling it after Telegram
+            # took it would leave the row pending and send it again after a restart.
             self._stopping = True
-            self._task.cancel()
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), IN_FLIGHT_GRACE_SECONDS)
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
             self._task = None
 
     def enqueue(self, alert: Alert) -> None:
