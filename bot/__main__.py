@@ -34,7 +34,10 @@ async def _serve(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="Run the workflows and the Telegram bot that commands them (settings: .env).",
+    )
     parser.add_argument(
         "--console", action="store_true", help="commands on stdin, alerts on stdout"
     )

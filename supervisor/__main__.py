@@ -70,7 +70,9 @@ def _status(settings: SupervisorSettings, workflows: list[ResolvedWorkflow]) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m supervisor")
+    parser = argparse.ArgumentParser(
+        prog="python -m supervisor", description="Supervise the workflows without Telegram."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="supervise the configured workflows, printing each event")
     run.add_argument("--json", action="store_true", help="one JSON object per event")

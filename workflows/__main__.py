@@ -29,7 +29,9 @@ def _parse_input(text: str | None) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m workflows", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m workflows", description="Run, resume or start a workflow file."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run or resume a workflow file")
     run.add_argument("file", type=Path)
