@@ -495,24 +495,19 @@ def test_status_is_one_line_per_workflow_even_with_multiline_summaries() -> None
 def test_severity_follows_what_the_user_must_do() -> None:
     composer = AlertComposer()
     now = datetime.now(UTC)
-    restarting = Crashed(
-        workflow="w",
-        time=now,
-        incident="a",
-        attempt=0,
-        max_attempts=3,
-        will_restart=True,
-        exit_code=1,
-    )
-    left_down = Crashed(
-        workflow="w",
-        time=now,
-        incident="b",
-        attempt=0,
-        max_attempts=3,
-        will_restart=False,
-        exit_code=1,
-    )
+
+    def crash(incident: str, *, will_restart: bool) -> Crashed:
+        return Crashed(
+            workflow="w",
+            time=now,
+            incident=incident,
+            attempt=0,
+            max_attempts=3,
+            will_restart=will_restart,
+            exit_code=1,
+        )
+
+    restarting, left_down = crash("a", will_restart=True), crash("b", will_restart=False)
     gave_up = GaveUp(
         workflow="w", time=now, incident="a", attempts=3, cause="crash", last_detail="x"
     )
