@@ -68,12 +68,20 @@ class StateWriter:
 
     def set(self, key: str, value: str) -> bool:
         """Write one key; returns False (and logs) instead of raising when the write fails."""
+        return self._write(key, [(UPSERT_STATE_SQL, (key, value))])
+
+    def _write(self, what: str, statements: list[tuple[str, tuple[object, ...]]]) -> bool:
+        """Run ``statements`` in one transaction; a failure is logged and counted, not raised."""
         with self._lock:
             try:
-                self._connect().execute(UPSERT_STATE_SQL, (key, value))
+                connection = self._connect()
+                with connection:
+                    connection.execute("BEGIN")
+                    for sql, parameters in statements:
+                        connection.execute(sql, parameters)
             except sqlite3.Error as exc:
                 self.failures += 1
-                log.warning("state write %s failed (%d so far): %s", key, self.failures, exc)
+                log.warning("state write %s failed (%d so far): %s", what, self.failures, exc)
                 return False
             return True
 
@@ -85,19 +93,14 @@ class StateWriter:
 
     def error(self, text: str) -> bool:
         """Record an error: appended to the error log and set as ``supervisor.last_error``."""
-        with self._lock:
-            try:
-                connection = self._connect()
-                with connection:
-                    connection.execute("BEGIN")
-                    connection.execute(INSERT_ERROR_SQL, (text,))
-                    connection.execute(TRIM_ERRORS_SQL, (ERRORS_KEPT,))
-                    connection.execute(UPSERT_STATE_SQL, (LAST_ERROR_KEY, text))
-            except sqlite3.Error as exc:
-                self.failures += 1
-                log.warning("error write failed (%d so far): %s", self.failures, exc)
-                return False
-            return True
+        return self._write(
+            LAST_ERROR_KEY,
+            [
+                (INSERT_ERROR_SQL, (text,)),
+                (TRIM_ERRORS_SQL, (ERRORS_KEPT,)),
+                (UPSERT_STATE_SQL, (LAST_ERROR_KEY, text)),
+            ],
+        )
 
     def heartbeat(self) -> bool:
         return self.set(HEARTBEAT_KEY, format_timestamp())
