@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.exc import SQLAlchemyError
@@ -54,7 +54,6 @@ from supervisor.statedb import StateReader, write_paused
 
 log = logging.getLogger("supervisor")
 logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every job run at INFO
-IncidentEvent = TypeVar("IncidentEvent", Crashed, Hung)
 CRASH_LOG_LINES = 20
 EVENTS_KEPT_DAYS = 90
 
@@ -353,6 +352,31 @@ class Supervisor:
         runtime.healthy_since = None
         return runtime.incident
 
+    def _publish_outage(
+        self,
+        runtime: Runtime,
+        decision: Decision,
+        event_type: type[Crashed] | type[Hung],
+        **fields: Any,
+    ) -> Crashed | Hung:
+        """Publish a crash or hang in its incident, with where the restart policy stands."""
+        restarting = decision.action == "restart"
+        event = event_type(
+            workflow=runtime.name,
+            time=utcnow(),
+            incident="",  # known once the detail opens (or continues) the incident
+            attempt=runtime.memory.restarts,
+            max_attempts=runtime.workflow.max_restart_attempts,
+            will_restart=restarting,
+            next_restart_in=decision.delay if restarting else None,
+            **fields,
+        )
+        cause: IncidentCause = "hang" if isinstance(event, Hung) else "crash"
+        incident = self._open_incident(runtime, cause, event.detail)
+        published = replace(event, incident=incident.id)
+        self._publish(published)
+        return published
+
     def _publish_finished(self, runtime: Runtime) -> None:
         still_running = runtime.snapshot.status == "running"
         note = "exited 0 while its status still said running" if still_running else None
@@ -372,21 +396,15 @@ class Supervisor:
     ) -> None:
         decision = self._decide(runtime, cause)
         if cause == "crash":
-            event = Crashed(
-                workflow=runtime.name,
-                time=utcnow(),
-                incident="",
-                attempt=runtime.memory.restarts,
-                max_attempts=runtime.workflow.max_restart_attempts,
-                will_restart=decision.action == "restart",
-                next_restart_in=decision.delay if decision.action == "restart" else None,
+            self._publish_outage(
+                runtime,
+                decision,
+                Crashed,
                 exit_code=ended.code if ended else None,
                 signal=ended.signal if ended else None,
                 log_tail=tuple(tail(runtime.log.path, CRASH_LOG_LINES)),
                 os_error=os_error,
             )
-            incident = self._open_incident(runtime, "crash", event.detail)
-            self._publish(_with_incident(event, incident.id))
         self._apply(runtime, decision, cause)
 
     def _apply(self, runtime: Runtime, decision: Decision, cause: ExitCause) -> None:
@@ -449,23 +467,14 @@ class Supervisor:
 
     def _hang(self, runtime: Runtime, process: WorkflowProcess) -> None:
         """Report the hang and end the group in the background (other checks go on)."""
-        now = utcnow()
-        threshold = runtime.workflow.hang_threshold_seconds
-        age = runtime.heartbeat_age(now) if runtime.fresh_heartbeat() else None
-        decision = self._decide(runtime, "hang")
-        event = Hung(
-            workflow=runtime.name,
-            time=now,
-            incident="",
-            attempt=runtime.memory.restarts,
-            max_attempts=runtime.workflow.max_restart_attempts,
-            will_restart=decision.action == "restart",
-            next_restart_in=decision.delay if decision.action == "restart" else None,
+        age = runtime.heartbeat_age(utcnow()) if runtime.fresh_heartbeat() else None
+        event = self._publish_outage(
+            runtime,
+            self._decide(runtime, "hang"),
+            Hung,
             heartbeat_age=age,
-            threshold=threshold,
+            threshold=runtime.workflow.hang_threshold_seconds,
         )
-        incident = self._open_incident(runtime, "hang", event.detail)
-        self._publish(_with_incident(event, incident.id))
         runtime.expected_exit = "hang"
         runtime.log.mark(f"hung: {event.detail}; ending the process group")
         self._background(process.terminate(self.settings.stop_grace_seconds))
@@ -516,7 +525,3 @@ class Supervisor:
             except SQLAlchemyError as exc:
                 log.error("control DB: could not record %s event: %s", event.kind, exc)
         self.bus.publish(event)
-
-
-def _with_incident(event: IncidentEvent, incident: str) -> IncidentEvent:
-    return replace(event, incident=incident)
