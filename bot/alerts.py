@@ -9,7 +9,7 @@ note. Starts, stops and pauses the user asked for are not echoed back.
 from __future__ import annotations
 
 from bot.outbox import Alert
-from bot.render import overview
+from bot.render import actions, overview, tail_button
 from bot.text import Button, clip_lines_from_top, esc, esc_clip, format_duration
 from supervisor.events import (
     Crashed,
@@ -30,11 +30,7 @@ LOG_TAIL_CLIP = 1200
 
 
 def buttons(name: str) -> tuple[Button, ...]:
-    return (
-        Button("Restart", f"restart:{name}"),
-        Button("Tail", f"tail:{name}"),
-        Button("Mute 1h", "mute:1h"),
-    )
+    return (*actions(name), Button("Mute 1h", "mute:1h"))
 
 
 def incident_key(workflow: str, incident: str) -> str:
@@ -82,7 +78,7 @@ class AlertComposer:
                 return [
                     Alert(
                         text,
-                        (start, Button("Tail", f"tail:{event.workflow}")),
+                        (start, tail_button(event.workflow)),
                         critical=True,
                         mergeable=False,
                     )

@@ -143,8 +143,13 @@ def _clock(moment: datetime) -> str:
     return moment.strftime("%m-%d %H:%M:%S")
 
 
+def tail_button(name: str) -> Button:
+    return Button("Tail", f"tail:{name}")
+
+
 def actions(name: str) -> tuple[Button, ...]:
-    return (Button("Restart", f"restart:{name}"), Button("Tail", f"tail:{name}"))
+    """The next steps for a workflow: restart it, or look at its log."""
+    return (Button("Restart", f"restart:{name}"), tail_button(name))
 
 
 def tail_message(name: str, lines: Sequence[str], *, following: str = "") -> Message:
@@ -154,7 +159,7 @@ def tail_message(name: str, lines: Sequence[str], *, following: str = "") -> Mes
     escaped = [esc(line) for line in lines] or ["(empty)"]
     # Cut after escaping so the block fits exactly; a cut never splits an entity.
     body = clip_lines_from_top(escaped, room)
-    return Message(f"{header}<pre>{body}</pre>", (Button("Tail", f"tail:{name}"),))
+    return Message(f"{header}<pre>{body}</pre>", (tail_button(name),))
 
 
 def names_message(statuses: Sequence[WorkflowStatus]) -> Message:
