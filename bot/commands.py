@@ -68,6 +68,11 @@ class Usage(Exception):
     """A wrong or missing argument; the text is the one line the user sees."""
 
 
+def command_name(word: str) -> str:
+    """``/Restart@MyBot`` -> ``restart``: the name a command goes by, whatever the chat sent."""
+    return word.lstrip("/").split("@", 1)[0].lower()
+
+
 def _workflow_of(command: str, args: Sequence[str]) -> str | None:
     """The workflow a command is about, for the audit log (``/mute 2h`` is about none)."""
     return args[0] if args and command not in ("mute", "unmute") else None
@@ -97,9 +102,8 @@ class CommandRouter:
 
     async def handle(self, command: str, args: Sequence[str], actor: Actor) -> Reply:
         """Run one command; never raises (errors become a short apology line)."""
-        command = command.lower().lstrip("/").split("@", 1)[0]
+        command = command_name(command)
         args = [arg for arg in args if arg]
-        workflow = _workflow_of(command, args)
         try:
             reply = await self._dispatch(command, list(args))
             outcome, detail_text = "ok", reply.messages[0].text if reply.messages else ""
@@ -110,9 +114,7 @@ class CommandRouter:
             reply = line(f"Sorry, /{esc(command)} failed: {esc(type(exc).__name__)}. It is logged.")
             outcome, detail_text = "failed", repr(exc)
         if command in MUTATING or outcome != "ok":
-            self._audit(
-                actor, command, list(args), outcome=outcome, text=detail_text, workflow=workflow
-            )
+            self._audit(actor, command, list(args), outcome=outcome, text=detail_text)
         return reply
 
     def ignore_offline(self, command: str, args: Sequence[str], actor: Actor, age: float) -> Reply:
@@ -120,14 +122,7 @@ class CommandRouter:
         text = (
             f"ignored: /{command} was sent while the bot was offline ({format_duration(age)} ago)"
         )
-        self._audit(
-            actor,
-            command,
-            list(args),
-            outcome="ignored",
-            text=text,
-            workflow=_workflow_of(command, args),
-        )
+        self._audit(actor, command, list(args), outcome="ignored", text=text)
         return line(esc(text) + "; send it again if you still want it.")
 
     def _audit(
@@ -138,8 +133,8 @@ class CommandRouter:
         *,
         outcome: str,
         text: str,
-        workflow: str | None,
     ) -> None:
+        workflow = _workflow_of(command, args)
         try:
             self.audit.record(actor, command, args, outcome=outcome, detail=text, workflow=workflow)
         except Exception:

@@ -30,7 +30,7 @@ from telegram.ext import (
 from telegram.request import HTTPXRequest
 
 from bot.audit import Actor
-from bot.commands import COMMANDS, MUTATING, Reply
+from bot.commands import COMMANDS, MUTATING, Reply, command_name
 from bot.outbox import Pacing
 from bot.service import Service
 from bot.settings import BotSettings
@@ -243,7 +243,7 @@ class TelegramBot:
         if message is None or not message.text:
             return
         command, *args = message.text.split()
-        command = command.lstrip("/").split("@", 1)[0].lower()
+        command = command_name(command)
         actor = self.actor(update)
         age = (datetime.now(UTC) - message.date).total_seconds()
         if command in MUTATING and age > OFFLINE_AFTER_SECONDS:
