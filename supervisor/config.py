@@ -26,9 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_core import ErrorDetails
 
 from supervisor.settings import SupervisorSettings
+from workflows.contract import NAME_PATTERN
 
-# At most 48 characters: "restart:<name>" must fit Telegram's 64 bytes of button data.
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$"
 _NAME_RE = re.compile(NAME_PATTERN)
 _MAX_SHOWN_INPUT = 40
 _FRIENDLY = {

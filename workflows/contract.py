@@ -34,6 +34,10 @@ TRIM_ERRORS_SQL: Final = (
     "DELETE FROM supervisor_errors WHERE id <= (SELECT MAX(id) FROM supervisor_errors) - ?"
 )
 
+# A workflow's name is a file name, a chat command argument and button data:
+# at most 48 characters, so "restart:<name>" fits Telegram's 64 bytes.
+NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$"
+
 STATUS_KEY: Final = "supervisor.status"
 SUMMARY_KEY: Final = "supervisor.summary"
 HEARTBEAT_KEY: Final = "supervisor.heartbeat"

@@ -6,6 +6,7 @@ import re
 from importlib.resources import files
 from pathlib import Path
 
+from workflows.contract import NAME_PATTERN
 from workflows.errors import WorkflowError
 
 TEMPLATES = {
@@ -14,7 +15,7 @@ TEMPLATES = {
     "refactor": "refactor.py",
     "feature": "feature.py",
 }
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")  # as the supervisor allows
+_NAME = re.compile(NAME_PATTERN)
 _DECLARATION = re.compile(r'Workflow\("[^"]+"\)')
 
 
