@@ -44,9 +44,9 @@ from supervisor.events import (
 )
 from supervisor.health import HealthMonitor
 from supervisor.logs import LogWriter, tail
-from supervisor.pidfiles import reap_stale
+from supervisor.pidfiles import reap_stale, remove_pidfile
 from supervisor.policy import Decision, ExitCause, decide
-from supervisor.process import Exit, WorkflowProcess, forget
+from supervisor.process import Exit, WorkflowProcess
 from supervisor.reload import watch_scripts
 from supervisor.runtime import Incident, Runtime, utcnow
 from supervisor.settings import SupervisorSettings
@@ -288,7 +288,7 @@ class Supervisor:
 
     async def _await_exit(self, runtime: Runtime, process: WorkflowProcess) -> None:
         ended = await process.wait(self.settings.stop_grace_seconds)
-        forget(self.settings.run_dir, runtime.name)
+        remove_pidfile(self.settings.run_dir, runtime.name)
         runtime.log.mark(f"exited: {ended.signal or f'code {ended.code}'}")
         runtime.process = None
         runtime.last_exit = ended

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from supervisor.config import ResolvedWorkflow
 from supervisor.logs import LogWriter, pump
-from supervisor.pidfiles import end_group, group_alive, remove_pidfile, write_pidfile
+from supervisor.pidfiles import end_group, group_alive, write_pidfile
 
 # How long to wait for the rest of the output after the whole group has gone.
 DRAIN_SECONDS = 1.0
@@ -116,7 +116,3 @@ class WorkflowProcess:
     async def terminate(self, grace: float) -> None:
         """SIGTERM to the group, SIGKILL after ``grace`` seconds; returns when all are gone."""
         await end_group(self.pid, grace)
-
-
-def forget(run_dir: Path, name: str) -> None:
-    remove_pidfile(run_dir, name)
