@@ -2,7 +2,8 @@
 
 The product promise is "from your phone": ``/status`` must feel instant with
 a hundred workflows, an error a workflow records must reach the chat within
-seconds, and a flaky Telegram must neither lose nor repeat an alert. Everything
+seconds, a flaky Telegram must neither lose nor repeat an alert, and a reply
+sent into a 429 burst must still arrive, late rather than never, in order. Everything
 here is real: the bot is ``TelegramBot`` over a real ``Supervisor`` of real
 processes, speaking HTTP through python-telegram-bot to ``FakeBotAPI`` on
 127.0.0.1. Prints figures beside their goals; asserts nothing.
@@ -54,9 +55,16 @@ PACE_SECONDS = 0.2  # not Telegram's 1.0: 1 msg/s would queue alerts written eve
 FAIL_RATIO = 0.3
 MAX_BACKOFF_SECONDS = 8.0  # not the default 60: one unlucky alert would dominate the run
 GOAL_STATUS_P99_MS = 150.0
+# Replies are paced like alerts (3 messages may burst, then one per PACE_SECONDS), so the
+# /status samples are this far apart, as a user's are; back to back they measure the pacer.
+STATUS_GAP_SECONDS = 3 * PACE_SECONDS
 GOAL_ERROR_P99_S = 2.0
+BURST_COMMANDS = 10  # /status commands sent while sendMessage answers 429 ...
+BURST_429S = 3  # ... to this many calls first, each with retry_after=1
+BURST_COMMAND_GAP = 0.2  # seconds between those commands: a user tapping fast
 DEFAULT_ERROR_POLL = SupervisorSettings.model_fields["error_poll_seconds"].default
 _ERROR_TEXT = re.compile(r"bench-error (\d+) written at (\d+\.\d+)")
+_NAME = re.compile(r"<b>(wf-\d+)</b>")
 
 # Each workflow: a tiny program heartbeating every second; the one given a "go" file
 # then records an error N times, GAP apart (in the error log and supervisor.last_error, as
@@ -118,6 +126,19 @@ class TimedBotAPI(FakeBotAPI):
                 if left <= 0:
                     raise TimeoutError("no matching sendMessage arrived")
                 self.arrived.wait(left)
+
+    def wait_count(
+        self, after: int, predicate: Callable[[SentMessage], bool], count: int, timeout: float
+    ) -> list[tuple[float, SentMessage]]:
+        """The first ``count`` arrivals at index >= ``after`` matching ``predicate``."""
+        deadline = time.monotonic() + timeout
+        with self.arrived:
+            while len(found := [a for a in self.arrivals[after:] if predicate(a[1])]) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{len(found)} of {count} matching sendMessages arrived")
+                self.arrived.wait(left)
+            return found[:count]
 
 
 @dataclass(frozen=True)
@@ -213,6 +234,7 @@ def status_round_trips(fake: TimedBotAPI, samples: int) -> tuple[list[float], li
             first_ms.append((first - started) * 1000)
             last_ms.append((last - started) * 1000)
         parts = sum(m.chat_id == COMMAND_CHAT for _, m in fake.arrivals[before:])
+        time.sleep(STATUS_GAP_SECONDS)  # load shape, not synchronisation
     return first_ms, last_ms, parts
 
 
@@ -226,6 +248,26 @@ def error_latencies(fake: TimedBotAPI, directory: Path, samples: int, gap: float
         for number, written in _ERROR_TEXT.findall(message.text):
             latencies.setdefault(int(number), moment - float(written))
     return [latencies[number] for number in sorted(latencies)]
+
+
+def replies_under_429s(fake: TimedBotAPI, parts: int) -> tuple[list[float], bool]:
+    """Seconds from each /status to the last message of its reply, sendMessage answering 429s.
+
+    Also whether every reply arrived whole and in order (each lists every workflow in turn).
+    """
+    before = len(fake.arrivals)
+    fake.fail_next("sendMessage", 429, retry_after=1, count=BURST_429S)
+    asked: list[float] = []
+    for _ in range(BURST_COMMANDS):
+        asked.append(time.time())
+        fake.add_message("/status", COMMAND_CHAT, USER)
+        time.sleep(BURST_COMMAND_GAP)  # load shape, not synchronisation
+    total = BURST_COMMANDS * parts
+    arrived = fake.wait_count(before, lambda m: m.chat_id == COMMAND_CHAT, total, timeout=300)
+    replies = [arrived[n : n + parts] for n in range(0, total, parts)]
+    names = [f"wf-{number:03d}" for number in range(WORKFLOWS)]
+    in_order = all(_NAME.findall("\n".join(m.text for _, m in reply)) == names for reply in replies)
+    return [reply[-1][0] - at for reply, at in zip(replies, asked, strict=True)], in_order
 
 
 async def flaky_delivery(
@@ -264,8 +306,10 @@ def run(quick: bool) -> list[Row]:
         with fake, running_bot(fake, directory, error_samples, gap):
             first, last, parts = status_round_trips(fake, status_samples)
             errors = error_latencies(fake, directory, error_samples, gap)
+            burst, in_order = replies_under_429s(fake, parts)
         rows += status_rows(first, last, parts)
         rows += error_rows(errors, error_samples, gap)
+        rows += burst_rows(burst, in_order)
         with FakeBotAPI(TOKEN) as flaky:
             elapsed, texts = asyncio.run(flaky_delivery(flaky, directory, alerts))
             calls = send_calls(flaky)
@@ -309,6 +353,23 @@ def error_rows(latencies: list[float], written: int, gap: float) -> list[Row]:
     ]
 
 
+def burst_rows(latencies: list[float], in_order: bool) -> list[Row]:
+    return [
+        Row(
+            f"/status into {BURST_429S} 429s (retry_after=1): reply (n={len(latencies)})",
+            f"p50 {percentile(latencies, 0.5):.2f} s · p99 {percentile(latencies, 0.99):.2f} s",
+            "—",
+            None,
+        ),
+        Row(
+            f"  replies to {BURST_COMMANDS} /status {BURST_COMMAND_GAP:g} s apart",
+            f"{len(latencies)} arrived, {'in' if in_order else 'OUT OF'} order",
+            "all, in order",
+            in_order and len(latencies) == BURST_COMMANDS,
+        ),
+    ]
+
+
 def delivery_rows(texts: Counter[str], count: int, elapsed: float, calls: int) -> list[Row]:
     expected = {f"bench alert {number}" for number in range(count)}
     missing = len(expected - set(texts))
@@ -339,6 +400,10 @@ def print_table(rows: list[Row]) -> None:
         " through the workflow's error log (supervisor_errors)."
         f"\nRetries back off 1, 2, 4 s ... capped at {MAX_BACKOFF_SECONDS:g} s here"
         " (60 s by default)."
+        "\nReplies share the chat's pace with alerts (a reply may burst 3 messages ahead),"
+        " so a queue of\nreplies drains at telegram_pace_seconds per message once the 429s"
+        f" are waited out; /status samples\nare {STATUS_GAP_SECONDS:g} s apart for that"
+        " reason."
     )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pydantic import ValidationError
 
 from bot.console import run_console
+from bot.healthcheck import Pinger
 from bot.lock import AlreadyRunning, InstanceLock
 from bot.redact import install_redaction
 from bot.settings import BotSettings
@@ -50,14 +51,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         settings = BotSettings()
-        supervisor_settings, workflows = load_supervision(check_control_db=True)
+        supervisor_settings, workflows = load_supervision(
+            check_control_db=True, models=[BotSettings]
+        )
     except ValidationError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_CONFIG
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    secrets = [settings.token or "", os.environ.get("ANTHROPIC_API_KEY", "")]
+    secrets = [
+        settings.token or "",
+        settings.ping_url or "",
+        os.environ.get("ANTHROPIC_API_KEY", ""),
+    ]
     install_redaction(secrets)
     if not args.console:
         if not settings.token:
@@ -85,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     supervisor = Supervisor(supervisor_settings, workflows)
     try:
         if args.console:
-            asyncio.run(_serve(lambda stop: run_console(supervisor, stop)))
+            pinger = Pinger.configured(settings)
+            asyncio.run(_serve(lambda stop: run_console(supervisor, stop, pinger=pinger)))
         else:
             from bot.telegram_app import TelegramBot
 

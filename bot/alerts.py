@@ -3,7 +3,12 @@
 Severity follows what the user must do. A crash or hang that is being
 restarted is a warning whose later steps (restarting, attempt 3/20) edit the
 same message; a give-up is a new, loud message; recovery is a short quiet
-note. Starts, stops and pauses the user asked for are not echoed back.
+note. Starts, stops and pauses the user asked for are not echoed back, but
+one that ends an open incident closes its message.
+
+Events carry where their incident stands (cause, failures, last detail), so
+an incident's message can be continued by a bot that restarted in the middle
+of it; the headline remembered here only adds the crash's log lines.
 """
 
 from __future__ import annotations
@@ -19,9 +24,13 @@ from supervisor.events import (
     Finished,
     GaveUp,
     Hung,
+    IncidentCause,
+    IncidentClosed,
     Recovered,
     Reloaded,
     Restarted,
+    StateReadable,
+    StateUnreadable,
     StatusChanged,
 )
 
@@ -44,6 +53,25 @@ def _plan(will_restart: bool, attempt: int, max_attempts: int, next_in: float | 
     return f"restarting, attempt {attempt + 1}/{max_attempts}{when}"
 
 
+def _headline(workflow: str, cause: IncidentCause, failures: int, detail: str) -> str:
+    """The first line of an incident's message: what failed, how often, and how."""
+    icon, what = ("⏳", "hung") if cause == "hang" else ("💥", "crashed")
+    detail = esc_clip(detail, 500)
+    name = f"<b>{esc(workflow)}</b>"
+    if failures <= 1:
+        return f"{icon} {name} {what}: {detail}"
+    return f"{icon} {name} failed {failures} times in a row; last {what}: {detail}"
+
+
+CLOSED_BY = {
+    "stopped": "⏹ stopped by hand",
+    "started": "▶️ started by hand",
+    "restarted": "🔁 restarted by hand",
+    "paused": "⏸ paused by hand",
+    "resumed": "▶️ resumed by hand",
+}
+
+
 def _failure(event: Crashed | Hung) -> str:
     """What went wrong, in words for a phone: durations as 5m 12s rather than 312s."""
     if not isinstance(event, Hung):
@@ -59,7 +87,6 @@ class AlertComposer:
 
     def __init__(self) -> None:
         self._headlines: dict[str, str] = {}
-        self._failures: dict[str, int] = {}
 
     def alerts(self, event: Event) -> list[Alert]:
         match event:
@@ -85,15 +112,32 @@ class AlertComposer:
                 ]
             case Recovered():
                 key = incident_key(event.workflow, event.incident)
-                headline = self._close(key)
+                headline = self._close(key) or _headline(
+                    event.workflow, event.cause, event.failures, event.last_detail
+                )
                 down = format_duration(event.down_seconds)
                 note = f"✅ <b>{esc(event.workflow)}</b> recovered after {down} down"
-                found = (
-                    [Alert(f"{headline}\n{note}", key=key, loud=False, mergeable=False)]
-                    if headline
-                    else []
+                return [
+                    Alert(f"{headline}\n{note}", key=key, loud=False, mergeable=False),
+                    Alert(note, loud=False),
+                ]
+            case IncidentClosed():
+                key = incident_key(event.workflow, event.incident)
+                headline = self._close(key) or _headline(
+                    event.workflow, event.cause, event.failures, event.last_detail
                 )
-                return [*found, Alert(note, loud=False)]
+                text = f"{headline}\n{CLOSED_BY[event.how]}"
+                return [Alert(text, key=key, loud=False, mergeable=False)]
+            case StateUnreadable():
+                text = (
+                    f"⚠️ <b>{esc(event.workflow)}</b>: cannot read its state database "
+                    f"({esc_clip(event.reason, 300)}); its health is unknown until it can."
+                )
+                return [Alert(text, (tail_button(event.workflow),), loud=False)]
+            case StateReadable():
+                lasted = format_duration(event.unreadable_seconds)
+                text = f"👍 <b>{esc(event.workflow)}</b>: state database readable again ({lasted})"
+                return [Alert(text, loud=False)]
             case ErrorReported():
                 error = esc_clip(event.text, ERROR_CLIP)
                 text = f"❗ <b>{esc(event.workflow)}</b> error\n<pre>{error}</pre>"
@@ -125,15 +169,9 @@ class AlertComposer:
     def _incident(self, event: Crashed | Hung) -> Alert:
         """The incident's message: its latest failure, how many so far, and what comes next."""
         key = incident_key(event.workflow, event.incident)
-        failures = self._failures[key] = self._failures.get(key, 0) + 1
         hung = isinstance(event, Hung)
-        icon, what = ("⏳", "hung") if hung else ("💥", "crashed")
-        detail = esc_clip(_failure(event), 500)
-        name = f"<b>{esc(event.workflow)}</b>"
-        if failures == 1:
-            headline = f"{icon} {name} {what}: {detail}"
-        else:
-            headline = f"{icon} {name} failed {failures} times in a row; last {what}: {detail}"
+        cause: IncidentCause = "hang" if hung else "crash"
+        headline = _headline(event.workflow, cause, event.failures, _failure(event))
         if isinstance(event, Crashed) and event.log_tail:
             lines = [esc(line) for line in event.log_tail]
             headline += f"\n<pre>{clip_lines_from_top(lines, LOG_TAIL_CLIP)}</pre>"
@@ -150,13 +188,14 @@ class AlertComposer:
         )
 
     def _close(self, key: str) -> str | None:
-        """Forget an incident that ended; its last headline, if it had one."""
-        self._failures.pop(key, None)
+        """Forget an incident that ended; its last headline, if this bot saw one."""
         return self._headlines.pop(key, None)
 
     def _restarted(self, event: Restarted, incident: str) -> list[Alert]:
         key = incident_key(event.workflow, incident)
         headline = self._headlines.get(key)
+        if headline is None and event.cause is not None:
+            headline = _headline(event.workflow, event.cause, event.failures, event.last_detail)
         if headline is None:
             return []
         attempt = f"{event.attempt}/{event.max_attempts}"

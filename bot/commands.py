@@ -205,7 +205,8 @@ class CommandRouter:
             lines = await self.api.tail(name, TAIL_DEFAULT)
             first = tail_message(name, lines, following=" (following)")
             return Reply([first], self._follow(name))
-        if not option.isdigit() or not 1 <= int(option) <= TAIL_MAX:
+        # isdecimal, not isdigit: '²' is a digit that int() refuses.
+        if not option.isdecimal() or not 1 <= int(option) <= TAIL_MAX:
             raise Usage(
                 f"usage: /tail NAME [LINES] with LINES from 1 to {TAIL_MAX}, or /tail NAME follow"
             )

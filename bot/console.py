@@ -14,6 +14,7 @@ from typing import TextIO
 
 from bot.audit import CONSOLE
 from bot.commands import Reply
+from bot.healthcheck import Pinger
 from bot.outbox import Pacing
 from bot.service import Service
 from bot.transport import ChatTarget, ConsoleTransport
@@ -36,11 +37,12 @@ async def run_console(
     stop: asyncio.Event,
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
+    pinger: Pinger | None = None,
 ) -> None:
     """Serve commands from ``stdin`` until it ends or ``stop`` is set."""
     transport = ConsoleTransport(stdout or sys.stdout)
     pacing = Pacing(per_chat_seconds=0, per_group_seconds=0, gather_seconds=0)
-    service = Service(supervisor, transport, CONSOLE_TARGET, pacing=pacing)
+    service = Service(supervisor, transport, CONSOLE_TARGET, pacing=pacing, pinger=pinger)
     await service.start()
     print(PROMPT_HINT, file=transport.stream, flush=True)
     lines: asyncio.Queue[str | None] = asyncio.Queue()

@@ -1,10 +1,24 @@
-"""The bot's alert outbox: every alert is a database row before it is a message.
+"""The bot's outbox: every alert and every command reply is a database row before a message.
 
-``enqueue`` commits the alert to ``bot_outbox`` before it returns, so a crash,
-a restart or a Telegram outage loses nothing. One worker task delivers the
-rows in order, paced for Telegram's limits (``bot.pacing``), retrying network
-errors forever, coalescing bursts into few messages, editing one message per
-incident key, and holding non-critical alerts while the chat is muted.
+``enqueue`` commits an alert, ``reply`` a command's answer, to ``bot_outbox``
+before it returns, so a crash, a restart or a Telegram outage loses nothing.
+One worker task delivers the rows, paced for Telegram's limits
+(``bot.pacing``) with one pacer for alerts and replies alike, retrying 429s
+(after their ``retry_after``), 5xx and network errors forever, coalescing
+bursts of alerts into few messages, editing one message per incident key, and
+holding non-critical alerts while the chat is muted. A 400 or 403 is given up
+and logged.
+
+Each chat is a line of its own, first in first out, except that a reply goes
+before the alerts waiting for its chat and may burst a little ahead of the
+chat's spacing: the user is waiting for it. So the messages of one reply, and
+the replies to successive commands, arrive in order; a backlog of alerts, or
+another chat's outage, does not hold a reply up.
+
+Replies survive a restart of the bot: one still pending is sent by the next
+run, late rather than never. What does not survive is the in-memory part:
+after a restart nobody is told the reply's message id, so ``/tail NAME
+follow`` shows its first page and is not followed.
 
 Exactly once, with one small window: a row is marked sent in the transaction
 that records its message id, right after Telegram accepts it, and a sent row
@@ -20,12 +34,15 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 
 import sqlalchemy as sa
 
 from bot.outbox_store import Alert, OutboxStore
-from bot.pacing import Batch, Pacer, Pacing, backoff, compose, first_line, fit_batch
+from bot.pacing import Batch, OutboxRow, Pacer, Pacing, backoff, compose, first_line, fit_batch
+from bot.text import Message
 from bot.transport import (
     ChatTarget,
     ChatTransport,
@@ -47,7 +64,7 @@ DEFAULT_PACING = Pacing()
 
 
 class Notifier:
-    """The durable outbox and its single delivery worker for one chat target."""
+    """The durable outbox and its single delivery worker: alerts to ``target``, replies anywhere."""
 
     def __init__(
         self,
@@ -67,8 +84,9 @@ class Notifier:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._failure_streak = 0  # consecutive failed deliveries, for the backoff
-        self._unsaved: deque[Alert] = deque()  # refused by the DB; saved by the worker
-        self._unrecorded: tuple[Batch, int] | None = None
+        self._unsaved: deque[Callable[[], None]] = deque()  # refused by the DB; the worker retries
+        self._unrecorded: tuple[Batch, int, ChatTarget] | None = None
+        self._waiting: dict[int, asyncio.Future[int | None]] = {}  # a reply's last row -> its id
 
     # -- public API ------------------------------------------------------------------------
 
@@ -78,7 +96,7 @@ class Notifier:
         if self._task is None or self._task.done():
             self._loop = asyncio.get_running_loop()
             self._stopping = False
-            self._task = asyncio.create_task(self._run(), name="alert-outbox")
+            self._task = asyncio.create_task(self._run(), name="outbox")
 
     async def stop(self, flush_timeout: float = 5.0) -> None:
         """Deliver what is due within ``flush_timeout``, then stop; the rest stays pending."""
@@ -98,6 +116,9 @@ class Notifier:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             self._task = None
+            for waiting in self._waiting.values():
+                waiting.cancel()
+            self._waiting.clear()
 
     def enqueue(self, alert: Alert) -> None:
         """Commit ``alert`` to the outbox (before returning) and wake the worker.
@@ -106,17 +127,48 @@ class Notifier:
         timeout, disk full), the alert waits in memory and the worker writes
         it as soon as the DB takes writes again: late, but not lost.
         """
+        self._save(partial(self._store.save, alert), "an alert")
+
+    def save_all(self, alerts: Sequence[Alert], also: Callable[[sa.Connection], None]) -> None:
+        """Commit ``alerts`` with what ``also`` writes, in one transaction, or raise.
+
+        Blocking, for a worker thread (``bot.forwarding`` commits its event
+        cursor this way); call ``wake`` after it.
+        """
+        self._store.save_all(alerts, also)
+
+    def wake(self) -> None:
+        self._wake_worker()
+
+    def reply(self, target: ChatTarget, messages: Sequence[Message]) -> asyncio.Future[int | None]:
+        """Commit a command's reply to ``target`` (before returning) and wake the worker.
+
+        The future gets the message id of the reply's last message once it is
+        sent (``/tail NAME follow`` edits it), or None if Telegram refused it.
+        If the DB refuses the write, the reply waits in memory as an alert would.
+        """
+        delivered: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+
+        def save() -> None:
+            ids = self._store.save_reply(target, messages)
+            if ids:
+                self._waiting[ids[-1]] = delivered
+
+        self._save(save, "a reply")
+        return delivered
+
+    def _save(self, save: Callable[[], None], what: str) -> None:
         try:
-            self._store.save(alert)
+            save()
         except sa.exc.SQLAlchemyError as exc:
-            self._unsaved.append(alert)
-            log.error("alert outbox: control DB refused an alert (%s); keeping it in memory", exc)
+            self._unsaved.append(save)
+            log.error("outbox: control DB refused %s (%s); keeping it in memory", what, exc)
         self._wake_worker()
 
     def _save_unsaved(self) -> None:
-        """Write alerts the DB refused earlier, oldest first; stops at the first refusal."""
+        """Write what the DB refused earlier, oldest first; stops at the first refusal."""
         while self._unsaved:
-            self._store.save(self._unsaved[0])
+            self._unsaved[0]()
             self._unsaved.popleft()
 
     def mute(self, until: datetime) -> None:
@@ -170,7 +222,7 @@ class Notifier:
             try:
                 delay = await self._step()
             except Exception:
-                log.exception("alert outbox: worker step failed; retrying")
+                log.exception("outbox: worker step failed; retrying")
                 delay = WORKER_RETRY_SECONDS
             if delay is not None and delay <= 0:
                 await asyncio.sleep(0)
@@ -186,30 +238,32 @@ class Notifier:
             self._record(*self._unrecorded)
         self._save_unsaved()
         mute_left = self._expire_mute()
-        rows, due_in = self._store.due_rows(time.time())
-        if not rows:
-            waits = [w for w in (due_in, mute_left) if w is not None]
-            return min(waits) if waits else None
-        ready_in = self._pacer.ready_in(self._target)
-        if ready_in > 0:
-            return ready_in
-        await self._deliver(compose(fit_batch(rows)))
-        return 0.0
+        waits = [] if mute_left is None else [mute_left]
+        now = time.time()
+        for head in self._store.heads():
+            target = head.target or self._target
+            burst = self._pacing.reply_burst if head.urgent else 1
+            wait = max(head.due_at - now, self._pacer.ready_in(target, burst=burst))
+            if wait <= 0:
+                await self._deliver(target, compose(fit_batch(self._store.riders(head, now))))
+                return 0.0
+            waits.append(wait)
+        return min(waits) if waits else None
 
     def _expire_mute(self) -> float | None:
         """Summarise held rows once the mute has run out; returns seconds it has left."""
         left, summarised = self._store.expire_mute(time.time())
         if summarised is not None:
-            log.info("alert outbox: mute expired, %d held alerts summarised", summarised)
+            log.info("outbox: mute expired, %d held alerts summarised", summarised)
         return left
 
-    async def _deliver(self, batch: Batch) -> None:
-        self._pacer.record(self._target)
+    async def _deliver(self, target: ChatTarget, batch: Batch) -> None:
+        self._pacer.record(target)
         try:
-            message_id = await self._send(batch)
+            message_id = await self._send(target, batch)
         except RetryLater as exc:
-            self._pacer.hold(self._target, exc.seconds)
-            log.warning("alert outbox: Telegram asked to wait %.1fs", exc.seconds)
+            self._pacer.hold(target, exc.seconds)
+            log.warning("outbox: Telegram asked to wait %.1fs", exc.seconds)
             self._store.set(
                 batch.rows, next_attempt_at=time.time() + exc.seconds, last_error=str(exc)
             )
@@ -219,25 +273,32 @@ class Notifier:
             self._retry(batch, exc)
         else:
             self._failure_streak = 0
-            self._unrecorded = (batch, message_id)
-            self._record(batch, message_id)
+            self._unrecorded = (batch, message_id, target)
+            self._record(batch, message_id, target)
 
-    async def _send(self, batch: Batch) -> int:
+    async def _send(self, target: ChatTarget, batch: Batch) -> int:
         """Edit the incident's message if it has one, else send a new message."""
-        chat = self._target.chat_id
-        known = self._store.message_for(batch.key, chat) if batch.key is not None else None
+        known = self._store.message_for(batch.key, target.chat_id) if batch.key else None
         if known is not None:
             try:
-                await self._transport.edit(self._target, known, batch.message)
+                await self._transport.edit(target, known, batch.message)
             except MessageGone:
-                log.info("alert outbox: message for %r is gone; sending a new one", batch.key)
+                log.info("outbox: message for %r is gone; sending a new one", batch.key)
             else:
                 return known
-        return await self._transport.send(self._target, batch.message, silent=batch.silent)
+        return await self._transport.send(target, batch.message, silent=batch.silent)
 
-    def _record(self, batch: Batch, message_id: int) -> None:
-        self._store.record(batch, message_id, self._target.chat_id)
+    def _record(self, batch: Batch, message_id: int, target: ChatTarget) -> None:
+        self._store.record(batch, message_id, target.chat_id)
         self._unrecorded = None
+        self._settle(batch.rows, message_id)
+
+    def _settle(self, rows: Sequence[OutboxRow], message_id: int | None) -> None:
+        """Tell whoever waits for one of ``rows`` (a reply's last message) its id, or None."""
+        for row in rows:
+            waiting = self._waiting.pop(row.id, None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(message_id)
 
     def _retry(self, batch: Batch, exc: Exception) -> None:
         """Back off exponentially; an alert is never dropped for a transient failure.
@@ -247,22 +308,23 @@ class Notifier:
         and a real outage backs off 1, 2, 4 ... seconds.
         """
         if not isinstance(exc, TransientError):
-            log.error("alert outbox: unexpected delivery error", exc_info=exc)
+            log.error("outbox: unexpected delivery error", exc_info=exc)
         self._failure_streak += 1
         streak = self._failure_streak
         delay = 0.0 if streak == 1 else backoff(self._pacing, streak - 1)
         self._store.retry_later(batch.rows, delay, str(exc) or type(exc).__name__)
-        log.warning("alert outbox: delivery failed (%s); retrying with backoff", exc)
+        log.warning("outbox: delivery failed (%s); retrying with backoff", exc)
 
     def _give_up(self, batch: Batch, exc: Undeliverable) -> None:
         """A merged message Telegram refuses is split up; a single refused alert fails."""
         if len(batch.rows) > 1:
-            log.warning("alert outbox: merged message refused (%s); sending one by one", exc)
+            log.warning("outbox: merged message refused (%s); sending one by one", exc)
             self._store.set(batch.rows, mergeable=False)
             return
         self._store.fail(batch.rows, str(exc))
+        self._settle(batch.rows, None)
         log.error(
-            "alert outbox: giving up on an undeliverable alert (%s): %s",
+            "outbox: giving up on an undeliverable message (%s): %s",
             exc,
             first_line(batch.rows[0].text),
         )

@@ -4,24 +4,45 @@ Rows move ``pending`` -> ``sent`` (or ``failed`` when Telegram refuses one for
 good); while the chat is muted, non-critical rows wait as ``held`` and become
 ``summarised`` when the mute ends. Times are Unix epoch seconds. Portable
 SQLAlchemy Core, so the control DB may be Postgres.
+
+Each chat is its own line: an alert row has no ``chat_id`` (it goes to the
+configured alert chat), a command's reply names its chat and forum thread.
+Within a chat, rows go by ``priority`` then id, so a reply overtakes the
+alerts waiting there (the user is waiting for it) and keeps its order among
+replies. Columns added after the first release are added in place to an older
+table (``_add_missing_columns``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
 
 from bot.pacing import Batch, OutboxRow, encode_buttons, summary_text
-from bot.text import Button
+from bot.text import Button, Message
+from bot.transport import ChatTarget
 
 PENDING, SENT, HELD, SUMMARISED, FAILED = "pending", "sent", "held", "summarised", "failed"
 MUTE_KEY = "mute_until"
 MERGE_CANDIDATES = 1000
+REPLY, ALERT = 0, 1  # priorities: lower goes first within a chat
+
+
+def _target_columns() -> list[sa.Column[Any]]:
+    """Added with command replies: the chat a row goes to and its place in that chat's line."""
+    return [
+        sa.Column("chat_id", sa.BigInteger),  # None: the alert chat, whatever it is configured to
+        sa.Column("thread_id", sa.BigInteger),
+        sa.Column("priority", sa.Integer, nullable=False, server_default=str(ALERT)),
+    ]
+
 
 metadata = sa.MetaData()
 outbox = sa.Table(
@@ -41,6 +62,7 @@ outbox = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("sent_at", sa.Float),
     sa.Column("message_id", sa.BigInteger),
+    *_target_columns(),
     sa.Index("ix_bot_outbox_due", "status", "next_attempt_at"),
 )
 alert_messages = sa.Table(
@@ -69,9 +91,27 @@ class Alert:
 
 
 def _row(record: Any) -> OutboxRow:
+    target = None if record.chat_id is None else ChatTarget(record.chat_id, record.thread_id)
     return OutboxRow(
-        record.id, record.key, record.text, record.buttons, record.loud, record.mergeable
+        record.id,
+        record.key,
+        record.text,
+        record.buttons,
+        record.loud,
+        record.mergeable,
+        target=target,
+        urgent=record.priority == REPLY,
+        due_at=record.next_attempt_at,
     )
+
+
+def _add_missing_columns(conn: sa.Connection) -> None:
+    """Bring a ``bot_outbox`` made by an older release up to today's columns."""
+    present = {column["name"] for column in sa.inspect(conn).get_columns(outbox.name)}
+    operations = Operations(MigrationContext.configure(conn))
+    for column in _target_columns():
+        if column.name not in present:
+            operations.add_column(outbox.name, column)
 
 
 class OutboxStore:
@@ -84,18 +124,43 @@ class OutboxStore:
 
     def ensure_tables(self) -> None:
         if not self._tables_ready:
-            metadata.create_all(self._engine)
+            with self._engine.begin() as conn:
+                metadata.create_all(conn)
+                _add_missing_columns(conn)
             self._tables_ready = True
 
     def save(self, alert: Alert) -> None:
-        """Commit one alert: pending, or held while muted; a keyed one replaces its waiting twin."""
+        """Commit one alert (see ``_save``)."""
+        self.save_all([alert])
+
+    def save_all(
+        self, alerts: Sequence[Alert], also: Callable[[sa.Connection], None] | None = None
+    ) -> None:
+        """Commit ``alerts``, and what ``also`` writes (an event cursor), in one transaction."""
         self.ensure_tables()
         now = time.time()
         with self._engine.begin() as conn:
-            held = not alert.critical and self._mute_until(conn) > now
-            status = HELD if held else PENDING
-            if alert.key is None or not self._replace(conn, alert, status):
-                conn.execute(sa.insert(outbox).values(**self._new_row(alert, status, now)))
+            for alert in alerts:
+                self._save(conn, alert, now)
+            if also is not None:
+                also(conn)
+
+    def save_reply(self, target: ChatTarget, messages: Sequence[Message]) -> list[int]:
+        """Commit a command's reply, one row per message in one transaction; returns their ids.
+
+        A reply is never held by a mute, merged or edited later, and goes before
+        the alerts waiting for the same chat.
+        """
+        self.ensure_tables()
+        now = time.time()
+        rows = [
+            self._new_row(Alert(m.text, m.buttons, mergeable=False), PENDING, now)
+            | {"chat_id": target.chat_id, "thread_id": target.thread_id, "priority": REPLY}
+            for m in messages
+        ]
+        insert = sa.insert(outbox).returning(outbox.c.id)
+        with self._engine.begin() as conn:
+            return [conn.execute(insert.values(**row)).scalar_one() for row in rows]
 
     def forget_delivered(self, older_than: float) -> None:
         self.ensure_tables()
@@ -149,33 +214,50 @@ class OutboxStore:
             ).first()
         return pending is not None
 
-    def due_rows(self, now: float) -> tuple[list[OutboxRow], float | None]:
-        """The head of the line with the mergeable rows that may ride along, or the wait for it.
+    def heads(self) -> list[OutboxRow]:
+        """The first pending row of each chat's line, most urgent first, due or not.
 
-        Strictly first in, first out: a row backing off holds up the rows behind
-        it (a failure is the chat's, not the row's), so alerts arrive in order,
-        across restarts too.
+        First in, first out within a chat: a row backing off holds up the rows
+        behind it (a failure is the chat's, not the row's), so messages arrive
+        in order, across restarts too; another chat's line is not held up.
         """
-        pending = sa.select(outbox).where(outbox.c.status == PENDING).order_by(outbox.c.id)
+        pending = outbox.c.status == PENDING
         with self._engine.connect() as conn:
-            first = conn.execute(pending.limit(1)).first()
-            if first is None:
-                return [], None
-            if first.next_attempt_at > now:
-                return [], first.next_attempt_at - now
-            head = _row(first)
-            if not head.merges:
-                return [head], None
-            # Rows still being gathered ride along with the head instead of trailing it.
+            chats = conn.execute(sa.select(outbox.c.chat_id).where(pending).distinct()).scalars()
+            heads = [
+                _row(
+                    conn.execute(
+                        sa.select(outbox)
+                        .where(pending, _in_chat(chat))
+                        .order_by(outbox.c.priority, outbox.c.id)
+                        .limit(1)
+                    ).one()
+                )
+                for chat in list(chats)
+            ]
+        return sorted(heads, key=lambda head: (not head.urgent, head.id))
+
+    def riders(self, head: OutboxRow, now: float) -> list[OutboxRow]:
+        """``head`` and the mergeable rows of its chat that may ride along in one message."""
+        if not head.merges:
+            return [head]
+        chat = head.target.chat_id if head.target is not None else None
+        # Rows still being gathered ride along with the head instead of trailing it.
+        with self._engine.connect() as conn:
             others = conn.execute(
-                pending.where(
+                sa.select(outbox)
+                .where(
+                    outbox.c.status == PENDING,
+                    _in_chat(chat),
                     outbox.c.next_attempt_at <= now + self._gather_seconds,
                     outbox.c.mergeable,
                     outbox.c.key.is_(None),
                     outbox.c.id != head.id,
-                ).limit(MERGE_CANDIDATES)
+                )
+                .order_by(outbox.c.id)
+                .limit(MERGE_CANDIDATES)
             ).all()
-        return [head, *map(_row, others)], None
+        return [head, *map(_row, others)]
 
     def message_for(self, key: str, chat_id: int) -> int | None:
         """The message that shows incident ``key`` in ``chat_id``, if one was sent."""
@@ -239,6 +321,13 @@ class OutboxStore:
 
     # -- rows ------------------------------------------------------------------------------
 
+    def _save(self, conn: sa.Connection, alert: Alert, now: float) -> None:
+        """Pending, or held while muted; a keyed alert replaces its waiting twin."""
+        held = not alert.critical and self._mute_until(conn) > now
+        status = HELD if held else PENDING
+        if alert.key is None or not self._replace(conn, alert, status):
+            conn.execute(sa.insert(outbox).values(**self._new_row(alert, status, now)))
+
     def _new_row(self, alert: Alert, status: str, now: float) -> dict[str, Any]:
         gather = self._gather_seconds if alert.mergeable and alert.key is None else 0.0
         return {
@@ -290,3 +379,7 @@ class OutboxStore:
         summary = Alert(summary_text([row.text for row in held]), mergeable=False)
         conn.execute(sa.insert(outbox).values(**self._new_row(summary, PENDING, time.time())))
         return len(held)
+
+
+def _in_chat(chat_id: int | None) -> sa.ColumnElement[bool]:
+    return outbox.c.chat_id.is_(None) if chat_id is None else outbox.c.chat_id == chat_id

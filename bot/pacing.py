@@ -1,4 +1,4 @@
-"""How fast, and in what shape, the alert outbox may talk to Telegram.
+"""How fast, and in what shape, the outbox may talk to Telegram (alerts and replies alike).
 
 Telegram throttles bots per chat (about one message a second in a private
 chat, twenty a minute in a group) and overall (about thirty a second), and
@@ -33,6 +33,7 @@ class Pacing:
     global_per_second: float = 30.0
     gather_seconds: float = 0.0  # hold new mergeable alerts this long so bursts coalesce
     max_backoff_seconds: float = 60.0
+    reply_burst: int = 3  # a reply may run this many messages ahead of the chat's spacing
 
     def interval(self, target: ChatTarget) -> float:
         """The least time between two requests to ``target``."""
@@ -45,21 +46,30 @@ def backoff(pacing: Pacing, attempts: int) -> float:
 
 
 class Pacer:
-    """Per-chat spacing, ``retry_after`` holds and a global one-second window."""
+    """Per-chat spacing, ``retry_after`` holds and a global one-second window.
+
+    A burst of ``burst`` requests may run ahead of a chat's spacing (Telegram
+    tolerates short bursts, and a user waits for all of a long ``/status``);
+    the chat pays it back, since every request pushes its next slot on by one
+    interval. Nothing runs ahead of a hold.
+    """
 
     def __init__(self, pacing: Pacing, clock: Callable[[], float] = time.monotonic) -> None:
         self.pacing = pacing
         self._clock = clock
         self._chat_ready_at: dict[int, float] = {}
+        self._held_until: dict[int, float] = {}
         self._recent: deque[float] = deque()
         self._global_limit = max(int(pacing.global_per_second), 1)
 
-    def ready_in(self, target: ChatTarget) -> float:
+    def ready_in(self, target: ChatTarget, *, burst: int = 1) -> float:
         """Seconds until the next request to ``target`` may go (0 means now)."""
         now = self._clock()
         while self._recent and self._recent[0] <= now - GLOBAL_WINDOW_SECONDS:
             self._recent.popleft()
-        wait = self._chat_ready_at.get(target.chat_id, now) - now
+        ahead = (max(burst, 1) - 1) * self.pacing.interval(target)
+        spaced_at = self._chat_ready_at.get(target.chat_id, now) - ahead
+        wait = max(spaced_at, self._held_until.get(target.chat_id, now)) - now
         if len(self._recent) >= self._global_limit:
             wait = max(wait, self._recent[0] + GLOBAL_WINDOW_SECONDS - now)
         return max(wait, 0.0)
@@ -68,19 +78,18 @@ class Pacer:
         """A request to ``target`` is being made now."""
         now = self._clock()
         self._recent.append(now)
-        self._push(target.chat_id, now + self.pacing.interval(target))
+        slot = max(self._chat_ready_at.get(target.chat_id, now), now)
+        self._chat_ready_at[target.chat_id] = slot + self.pacing.interval(target)
 
     def hold(self, target: ChatTarget, seconds: float) -> None:
         """Telegram said to wait: nothing goes to this chat for ``seconds``."""
-        self._push(target.chat_id, self._clock() + seconds)
-
-    def _push(self, chat_id: int, ready_at: float) -> None:
-        self._chat_ready_at[chat_id] = max(self._chat_ready_at.get(chat_id, ready_at), ready_at)
+        until = self._clock() + seconds
+        self._held_until[target.chat_id] = max(self._held_until.get(target.chat_id, until), until)
 
 
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
-    """The parts of a pending outbox row that shape its message."""
+    """The parts of a pending outbox row that shape its message and its place in line."""
 
     id: int
     key: str | None
@@ -88,6 +97,9 @@ class OutboxRow:
     buttons: str
     loud: bool
     mergeable: bool
+    target: ChatTarget | None = None  # None: the alert chat
+    urgent: bool = False  # a command's reply: before alerts, and may burst (``Pacing``)
+    due_at: float = 0.0  # epoch seconds it may be tried
 
     @property
     def merges(self) -> bool:

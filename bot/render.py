@@ -27,6 +27,7 @@ from supervisor.events import WorkflowStatus
 ICONS = {
     "starting": "🟡",
     "running": "🟢",
+    "hung": "⏳",
     "backoff": "🔁",
     "stopped": "⏹",
     "paused": "⏸",

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 
 from bot.alerts import AlertComposer
 from bot.audit import AuditLog
 from bot.commands import CommandRouter, Follow
+from bot.forwarding import EventForwarder
+from bot.healthcheck import Pinger
+from bot.lifecycle import Lifecycle, downtime_note
 from bot.outbox import Alert, Notifier, Pacing
 from bot.transport import ChatTarget, ChatTransport
-from supervisor.bus import Subscription
 from supervisor.core import Supervisor
 from supervisor.dbengine import make_engine
-from supervisor.events import Event
 
 log = logging.getLogger("bot")
 
@@ -33,34 +35,34 @@ class Service:
         *,
         pacing: Pacing,
         follow: Follow | None = None,
+        pinger: Pinger | None = None,
     ) -> None:
         self.supervisor = supervisor
         self.engine = make_engine(supervisor.settings.control_db_url)
         self.notifier = Notifier(self.engine, transport, target, pacing=pacing)
         self.audit = AuditLog(self.engine)
         self.router = CommandRouter(supervisor, self.notifier, self.audit, follow=follow)
-        self.composer = AlertComposer()
+        self.forwarder = EventForwarder(self.engine, AlertComposer(), self.notifier)
         self._forwarding: asyncio.Task[None] | None = None
+        self.lifecycle = Lifecycle(self.engine, pinger=pinger)
 
     async def start(self, hello: str | None = None) -> None:
-        """Start delivery first (so nothing is missed), then the workflows."""
+        """Start delivery first (so nothing is missed), then the workflows.
+
+        The hello gains a line about the previous run's end (how long the
+        bot was down, and whether it was killed).
+        """
+        previous = await self.lifecycle.start()
         await self.notifier.start()
+        await self.supervisor.open()  # the event log exists before the forwarder reads it
+        await asyncio.to_thread(self.forwarder.open)
         subscription = self.supervisor.events()
-        self._forwarding = asyncio.create_task(self._forward(subscription))
+        self._forwarding = asyncio.create_task(self.forwarder.run(subscription))
         await self.supervisor.startup()
+        note = downtime_note(previous, datetime.now(UTC), len(self.supervisor.reaped))
+        hello = "\n".join(text for text in (hello, note) if text)
         if hello:
             self.notifier.enqueue(_lifecycle(hello))
-
-    async def _forward(self, subscription: Subscription) -> None:
-        async for event in subscription:
-            self.alert(event)
-
-    def alert(self, event: Event) -> None:
-        try:
-            for alert in self.composer.alerts(event):
-                self.notifier.enqueue(alert)
-        except Exception:
-            log.exception("could not queue an alert for %s %s", event.workflow, event.kind)
 
     async def stop(self, goodbye: str | None = None, flush_timeout: float = 5.0) -> None:
         """Stop the workflows (their runs resume next start), say goodbye, flush, close."""
@@ -70,6 +72,7 @@ class Service:
         if goodbye:
             self.notifier.enqueue(_lifecycle(goodbye))
         await self.notifier.stop(flush_timeout)
+        await self.lifecycle.stop()
         self.engine.dispose()
 
 

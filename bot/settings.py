@@ -12,7 +12,11 @@ IdList = Annotated[list[int], NoDecode]
 
 
 class BotSettings(BaseSettings):
-    """``TELEGRAM_*`` settings; the token is a secret so it never shows in a repr or log."""
+    """``TELEGRAM_*`` and ``HEALTHCHECK_*`` settings.
+
+    The token is a secret so it never shows in a repr or log; so is the ping
+    URL (it carries the check's UUID), which is why it too is a ``SecretStr``.
+    """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
@@ -27,6 +31,9 @@ class BotSettings(BaseSettings):
     telegram_group_pace_seconds: float = Field(default=3.0, ge=0)
     # How long getUpdates waits for news; shorter only makes sense in tests.
     telegram_poll_timeout_seconds: int = Field(default=30, ge=0)
+    # Dead-man's switch (Healthchecks.io style): pinged from the event loop while it runs.
+    healthcheck_ping_url: SecretStr | None = None
+    healthcheck_ping_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("telegram_allowed_chat_ids", "telegram_allowed_user_ids", mode="before")
     @classmethod
@@ -45,6 +52,21 @@ class BotSettings(BaseSettings):
     @property
     def token(self) -> str | None:
         return self.telegram_bot_token.get_secret_value() if self.telegram_bot_token else None
+
+    @field_validator("healthcheck_ping_url")
+    @classmethod
+    def _http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        url = value.get_secret_value().rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return SecretStr(url)
+
+    @property
+    def ping_url(self) -> str | None:
+        url = self.healthcheck_ping_url
+        return url.get_secret_value() if url else None
 
     @property
     def allowed_chats(self) -> frozenset[int]:

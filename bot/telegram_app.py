@@ -31,11 +31,12 @@ from telegram.request import HTTPXRequest
 
 from bot.audit import Actor
 from bot.commands import COMMANDS, MUTATING, Reply, command_name
+from bot.healthcheck import Pinger
 from bot.outbox import Pacing
 from bot.service import Service
 from bot.settings import BotSettings
 from bot.systemd import SystemdNotifier
-from bot.text import esc
+from bot.text import Message, esc
 from bot.transport import (
     ChatTarget,
     RetryLater,
@@ -48,6 +49,8 @@ from supervisor.core import Supervisor
 log = logging.getLogger("bot")
 OFFLINE_AFTER_SECONDS = 60.0
 API_RETRY_MAX_SECONDS = 300.0
+ANSWER_MAX_WAIT_SECONDS = 5.0  # a button's answer is worth little after a few seconds
+APOLOGY = Message("Sorry, that failed; the error is logged.")
 
 App = Application[Any, Any, Any, Any, Any, Any]
 
@@ -106,7 +109,9 @@ class TelegramBot:
             gather_seconds=min(settings.telegram_pace_seconds, 1.0),
         )
         self.transport = TelegramTransport(self.app.bot)
-        self.service = Service(supervisor, self.transport, target, pacing=pacing)
+        self.service = Service(
+            supervisor, self.transport, target, pacing=pacing, pinger=Pinger.configured(settings)
+        )
         self._denied: set[int] = set()
         self._followers: set[asyncio.Task[None]] = set()
         self.app.add_handler(TypeHandler(Update, self._gate), group=-1)
@@ -257,28 +262,56 @@ class TelegramBot:
         if query is None or not query.data:
             return
         action, _, argument = query.data.partition(":")
-        await query.answer(f"{action} {argument}".strip())
+        # In the background: the reply must not wait for the spinner to stop.
+        self.app.create_task(self._answer(query.id, f"{action} {argument}".strip()))
         reply = await self.service.router.handle(action, [argument], self.actor(update))
         await self._send(update, reply)
 
-    async def _send(self, update: Update, reply: Reply) -> None:
-        chat = update.effective_chat
+    async def _answer(self, query_id: str, text: str) -> None:
+        """Best effort: 429s are retried for a few seconds, anything else only logged."""
+        waited = 0.0
+        while True:
+            try:
+                await self.transport.answer(query_id, text)
+                return
+            except RetryLater as exc:
+                waited += exc.seconds
+                if waited > ANSWER_MAX_WAIT_SECONDS:
+                    log.warning("could not answer a button press: Telegram kept asking to wait")
+                    return
+                await asyncio.sleep(exc.seconds)
+            except (Undeliverable, TransientError) as exc:
+                log.warning("could not answer a button press: %s", exc)
+                return
+
+    @staticmethod
+    def _origin(update: Update) -> ChatTarget | None:
+        """The chat, and forum thread, an update came from: where its reply goes."""
+        chat, message = update.effective_chat, update.effective_message
         if chat is None:
+            return None
+        return ChatTarget(chat.id, message.message_thread_id if message else None)
+
+    async def _send(self, update: Update, reply: Reply) -> None:
+        """Commit the reply to the outbox, which delivers it whatever Telegram does (bot.outbox)."""
+        target = self._origin(update)
+        if target is None or not reply.messages:
             return
-        thread = update.effective_message.message_thread_id if update.effective_message else None
-        target = ChatTarget(chat.id, thread)
-        last = None
-        for message in reply.messages:
-            last = await self.transport.send(target, message)
-        if reply.updates is not None and last is not None:
-            follower = asyncio.create_task(self._follow(target, last, reply))
+        delivered = self.service.notifier.reply(target, reply.messages)
+        if reply.updates is not None:
+            follower = asyncio.create_task(self._follow(target, delivered, reply))
             self._followers.add(follower)
             follower.add_done_callback(self._followers.discard)
 
-    async def _follow(self, target: ChatTarget, message_id: int, reply: Reply) -> None:
-        """Edit the follow message with each update; a failure ends the follow, not the bot."""
+    async def _follow(
+        self, target: ChatTarget, delivered: asyncio.Future[int | None], reply: Reply
+    ) -> None:
+        """Once the reply is out, edit it with each update; a failure ends the follow only."""
         assert reply.updates is not None
         try:
+            message_id = await delivered
+            if message_id is None:  # refused by Telegram, and logged
+                return
             async for message in reply.updates:
                 await self.transport.edit(target, message_id, message)
         except (Undeliverable, RetryLater, TransientError) as exc:
@@ -288,11 +321,6 @@ class TelegramBot:
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("handler failed for %r", update, exc_info=context.error)
-        if isinstance(update, Update) and update.effective_chat is not None:
-            try:
-                await self.app.bot.send_message(
-                    chat_id=update.effective_chat.id,
-                    text="Sorry, that failed; the error is logged.",
-                )
-            except TelegramError:
-                log.warning("could not send the apology either")
+        target = self._origin(update) if isinstance(update, Update) else None
+        if target is not None:
+            self.service.notifier.reply(target, [APOLOGY])

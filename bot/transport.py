@@ -118,6 +118,13 @@ class TelegramTransport:
         except TelegramError as exc:
             raise _translate(exc) from exc
 
+    async def answer(self, query_id: str, text: str) -> None:
+        """Answer a button press (its spinner stops, ``text`` pops up briefly)."""
+        try:
+            await self.bot.answer_callback_query(query_id, text=text)
+        except TelegramError as exc:
+            raise _translate(exc) from exc
+
 
 def _translate(exc: TelegramError) -> Exception:
     if isinstance(exc, RetryAfter):

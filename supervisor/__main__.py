@@ -10,8 +10,8 @@ import sys
 from datetime import UTC, datetime
 
 from supervisor.config import ResolvedWorkflow
-from supervisor.control import event_json
 from supervisor.core import Supervisor
+from supervisor.eventcodec import encode_event
 from supervisor.pidfiles import group_alive, read_pidfiles
 from supervisor.settings import SupervisorSettings
 from supervisor.startup import StartupError, load_supervision
@@ -33,7 +33,7 @@ async def _run(
     async def printer() -> None:
         async for event in subscription:
             if as_json:
-                print(event_json(event), flush=True)
+                print(encode_event(event), flush=True)
             else:
                 stamp = event.time.astimezone(UTC).strftime("%H:%M:%S")
                 print(f"{stamp} {event.workflow} {event.kind}: {event.detail}", flush=True)

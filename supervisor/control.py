@@ -2,20 +2,29 @@
 
 Plain SQLAlchemy Core with portable types, so ``SUPERVISOR_DB_URL`` may point
 at Postgres when several hosts share one history. The schema carries a
-version; a database written by a newer release is refused rather than
-misread.
+version; an older one is upgraded in place with Alembic's operations (each
+step in ``_MIGRATIONS``), a database written by a newer release is refused
+rather than misread.
+
+An event and the memory it changes are written in one transaction
+(``record``): "error X was seen" is never committed without the event that
+reports it, which the bot turns into an alert (``bot.forwarding``). The
+events table is therefore also a durable log, read back by id.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import (
     Boolean,
     Column,
+    Connection,
     DateTime,
     Engine,
     Integer,
@@ -24,6 +33,7 @@ from sqlalchemy import (
     Table,
     Text,
     delete,
+    func,
     insert,
     select,
     update,
@@ -32,9 +42,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from supervisor.dbengine import make_engine
-from supervisor.events import Digest, Event
+from supervisor.eventcodec import encode_event
+from supervisor.events import Digest, Event, IncidentCause, ProcessState
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -45,6 +56,25 @@ meta = Table(
     Column("value", String(256), nullable=False),
 )
 
+
+def _events_v2() -> list[Column[Any]]:
+    """Added in version 2: the whole event as JSON (``supervisor.eventcodec``)."""
+    return [Column("payload", Text)]
+
+
+def _memory_v2() -> list[Column[Any]]:
+    """Added in version 2: a workflow left down stays down across restarts (``held_state``:
+    ``gave_up`` or ``crashed``), and an open incident continues after one."""
+    return [
+        Column("held_state", String(16)),
+        Column("incident_id", String(32)),
+        Column("incident_cause", String(16)),
+        Column("incident_since", DateTime(timezone=True)),
+        Column("incident_failures", Integer, nullable=False, default=0, server_default="0"),
+        Column("incident_detail", Text),
+    ]
+
+
 events = Table(
     "supervisor_events",
     metadata,
@@ -53,6 +83,7 @@ events = Table(
     Column("workflow", String(128), nullable=False, index=True),
     Column("kind", String(32), nullable=False),
     Column("detail", Text, nullable=False),
+    *_events_v2(),
 )
 
 memory = Table(
@@ -65,7 +96,19 @@ memory = Table(
     Column("last_status_seen", String(64)),
     Column("last_error_id", Integer, nullable=False, default=0),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    *_memory_v2(),
 )
+
+
+def _to_v2(op: Operations) -> None:
+    for column in _memory_v2():
+        op.add_column(memory.name, column)
+    for column in _events_v2():
+        op.add_column(events.name, column)
+
+
+# _MIGRATIONS[n] upgrades a database at version n to n + 1.
+_MIGRATIONS: dict[int, Callable[[Operations], None]] = {1: _to_v2}
 
 
 class ControlDBError(RuntimeError):
@@ -87,6 +130,17 @@ class EventRecord:
 
 
 @dataclass(slots=True)
+class Incident:
+    """One outage: from a crash or hang until a fresh heartbeat after a restart."""
+
+    id: str
+    cause: IncidentCause
+    since: datetime
+    last_detail: str
+    failures: int = 0  # crashes and hangs so far
+
+
+@dataclass(slots=True)
 class Memory:
     """What survives a supervisor restart for one workflow."""
 
@@ -95,6 +149,25 @@ class Memory:
     last_error_seen: str | None = None
     last_status_seen: str | None = None
     last_error_id: int = 0  # newest entry of the workflow's error log already reported
+    # "gave_up" or "crashed" (left down by its policy): waits for a person, across restarts.
+    held: ProcessState | None = None
+    incident: Incident | None = None
+
+    def copy(self) -> Memory:
+        """A snapshot to hand to the writer thread while the loop goes on changing this one."""
+        incident = self.incident
+        return Memory(
+            self.restarts,
+            self.paused,
+            self.last_error_seen,
+            self.last_status_seen,
+            self.last_error_id,
+            self.held,
+            None if incident is None else Incident(**{f: getattr(incident, f) for f in _INCIDENT}),
+        )
+
+
+_INCIDENT = ("id", "cause", "since", "last_detail", "failures")
 
 
 class ControlDB:
@@ -114,31 +187,46 @@ class ControlDB:
             ) from exc
 
     def _check_version(self) -> None:
+        """Stamp a new database, upgrade an older one step by step, refuse a newer one."""
         with self.engine.begin() as conn:
-            stored = conn.execute(
-                select(meta.c.value).where(meta.c.key == "schema_version")
-            ).scalar()
+            version_row = select(meta.c.value).where(meta.c.key == "schema_version")
+            stored = conn.execute(version_row).scalar()
             if stored is None:
                 conn.execute(insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
-            elif int(stored) > SCHEMA_VERSION:
+                return
+            version = int(stored)
+            if version > SCHEMA_VERSION:
                 raise SchemaTooNew(
                     f"control DB schema version {stored} is newer than this release "
                     f"({SCHEMA_VERSION}); upgrade, or point SUPERVISOR_DB_URL elsewhere"
                 )
+            if version < SCHEMA_VERSION:
+                _upgrade(conn, version)
 
     def close(self) -> None:
         self.engine.dispose()
 
-    def record(self, event: Event) -> None:
+    def record(self, event: Event, remembered: Memory | None = None) -> int:
+        """Store ``event`` (and the memory it changed, in the same transaction); its id."""
         detail = (
             event.detail if not isinstance(event, Digest) else f"{len(event.workflows)} workflows"
         )
         with self.engine.begin() as conn:
-            conn.execute(
+            result = conn.execute(
                 insert(events).values(
-                    time=event.time, workflow=event.workflow, kind=event.kind, detail=detail
+                    time=event.time,
+                    workflow=event.workflow,
+                    kind=event.kind,
+                    detail=detail,
+                    # A digest is a snapshot of every workflow, stale once missed: not kept.
+                    payload=None if isinstance(event, Digest) else encode_event(event),
                 )
             )
+            if remembered is not None:
+                _save_memory(conn, event.workflow, remembered)
+        (event_id,) = result.inserted_primary_key or (None,)
+        assert isinstance(event_id, int)
+        return event_id
 
     def recent(self, workflow: str, limit: int) -> list[EventRecord]:
         with self.engine.connect() as conn:
@@ -158,46 +246,82 @@ class ControlDB:
     def load_memory(self) -> dict[str, Memory]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(memory)).all()
-        return {
-            row.name: Memory(
-                row.restarts,
-                row.paused,
-                row.last_error_seen,
-                row.last_status_seen,
-                row.last_error_id,
-            )
-            for row in rows
-        }
+        return {row.name: _memory_of(row) for row in rows}
 
     def save_memory(self, name: str, remembered: Memory) -> None:
-        values: dict[str, Any] = {
-            "restarts": remembered.restarts,
-            "paused": remembered.paused,
-            "last_error_seen": remembered.last_error_seen,
-            "last_status_seen": remembered.last_status_seen,
-            "last_error_id": remembered.last_error_id,
-            "updated_at": datetime.now(UTC),
-        }
         with self.engine.begin() as conn:
-            changed = conn.execute(update(memory).where(memory.c.name == name).values(**values))
-            if changed.rowcount == 0:
-                conn.execute(insert(memory).values(name=name, **values))
+            _save_memory(conn, name, remembered)
+
+
+def last_event_id(conn: Connection) -> int:
+    """The id of the newest event in the log (0 when there is none)."""
+    return int(conn.execute(select(func.max(events.c.id))).scalar() or 0)
+
+
+def events_after(conn: Connection, event_id: int, limit: int = 1000) -> list[tuple[int, str]]:
+    """Stored events newer than ``event_id``, oldest first, as (id, JSON payload)."""
+    rows = conn.execute(
+        select(events.c.id, events.c.payload)
+        .where(events.c.id > event_id, events.c.payload.is_not(None))
+        .order_by(events.c.id)
+        .limit(limit)
+    ).all()
+    return [(int(row.id), str(row.payload)) for row in rows]
+
+
+def _memory_of(row: Any) -> Memory:
+    incident = None
+    if row.incident_id:
+        incident = Incident(
+            row.incident_id,
+            row.incident_cause,
+            _aware(row.incident_since),
+            row.incident_detail or "",
+            row.incident_failures,
+        )
+    return Memory(
+        row.restarts,
+        row.paused,
+        row.last_error_seen,
+        row.last_status_seen,
+        row.last_error_id,
+        row.held_state,
+        incident,
+    )
+
+
+def _save_memory(conn: Connection, name: str, remembered: Memory) -> None:
+    incident = remembered.incident
+    values: dict[str, Any] = {
+        "restarts": remembered.restarts,
+        "paused": remembered.paused,
+        "last_error_seen": remembered.last_error_seen,
+        "last_status_seen": remembered.last_status_seen,
+        "last_error_id": remembered.last_error_id,
+        "held_state": remembered.held,
+        "incident_id": incident.id if incident else None,
+        "incident_cause": incident.cause if incident else None,
+        "incident_since": incident.since if incident else None,
+        "incident_failures": incident.failures if incident else 0,
+        "incident_detail": incident.last_detail if incident else None,
+        "updated_at": datetime.now(UTC),
+    }
+    changed = conn.execute(update(memory).where(memory.c.name == name).values(**values))
+    if changed.rowcount == 0:
+        conn.execute(insert(memory).values(name=name, **values))
+
+
+def _upgrade(conn: Connection, version: int) -> None:
+    """Run each migration from ``version`` up, in the caller's transaction."""
+    operations = Operations(MigrationContext.configure(conn))
+    while version < SCHEMA_VERSION:
+        _MIGRATIONS[version](operations)
+        version += 1
+    conn.execute(
+        update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
+    )
 
 
 def _aware(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything here is UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def event_json(event: Event) -> str:
-    """One JSON line for ``python -m supervisor run --json``."""
-    payload: dict[str, Any] = {
-        "kind": event.kind,
-        "workflow": event.workflow,
-        "detail": event.detail,
-        "time": event.time.isoformat(timespec="milliseconds"),
-    }
-    incident = getattr(event, "incident", None)
-    if incident:
-        payload["incident"] = incident
-    return json.dumps(payload)

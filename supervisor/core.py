@@ -3,9 +3,12 @@
 Process exits are awaited (reported the moment they happen); heartbeats,
 errors and status changes come from periodic reads of each state table
 (``supervisor/health.py``), scheduled with APScheduler. This module owns the
-processes, the restart policy and the API. Every decision is published as a typed
-event on the bus and recorded in the control DB. Nothing a workflow does
-(or fails to do) may raise out of here: it becomes an event instead.
+processes, the restart policy and the API. Every change of a process state
+goes through ``_to`` (the table is in ``supervisor/restarts.py``). Every
+decision is a typed event, recorded in the control DB, together with the
+memory it changed, by one writer thread (the event loop never waits on the
+database), and published on the bus once recorded, carrying its id. Nothing a
+workflow does (or fails to do) may raise out of here: it becomes an event.
 """
 
 from __future__ import annotations
@@ -13,18 +16,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy.exc import SQLAlchemyError
 
 from supervisor.api import SupervisorError, UnknownWorkflow
 from supervisor.bus import EventBus, Subscription
 from supervisor.config import ResolvedWorkflow
-from supervisor.control import ControlDB, EventRecord, Memory
+from supervisor.control import ControlDB, EventRecord, Incident, Memory
 from supervisor.events import (
     Crashed,
     Digest,
@@ -33,7 +36,9 @@ from supervisor.events import (
     GaveUp,
     Hung,
     IncidentCause,
+    IncidentClosed,
     Paused,
+    ProcessState,
     Reloaded,
     Restarted,
     RestartReason,
@@ -42,13 +47,15 @@ from supervisor.events import (
     Stopped,
     WorkflowStatus,
 )
+from supervisor.faults import crash_point
 from supervisor.health import HealthMonitor
 from supervisor.logs import LogWriter, tail
 from supervisor.pidfiles import reap_stale, remove_pidfile
 from supervisor.policy import Decision, ExitCause, decide
 from supervisor.process import Exit, WorkflowProcess
 from supervisor.reload import watch_scripts
-from supervisor.runtime import Incident, Runtime, utcnow
+from supervisor.restarts import check_transition
+from supervisor.runtime import Runtime, utcnow
 from supervisor.settings import SupervisorSettings
 from supervisor.statedb import StateReader, write_paused
 
@@ -56,6 +63,9 @@ log = logging.getLogger("supervisor")
 logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every job run at INFO
 CRASH_LOG_LINES = 20
 EVENTS_KEPT_DAYS = 90
+# Process states a workflow is left in until a person acts, across restarts too.
+HELD_STATES: frozenset[ProcessState] = frozenset({"gave_up", "crashed"})
+ClosedBy = Literal["stopped", "started", "restarted", "paused", "resumed"]
 
 
 class Supervisor:
@@ -67,6 +77,8 @@ class Supervisor:
         self._workflows = list(workflows)
         self._runtimes: dict[str, Runtime] = {}
         self._control: ControlDB | None = None
+        self._writer: ThreadPoolExecutor | None = None  # the one thread that writes the DB
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = False
@@ -75,9 +87,12 @@ class Supervisor:
             settings,
             publish=self._publish,
             remember=self._remember,
+            transition=self._to,
             on_hang=self._hang,
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        # Workflows whose process groups an earlier supervisor left behind (it was killed).
+        self.reaped: tuple[str, ...] = ()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -86,40 +101,33 @@ class Supervisor:
         return [workflow.name for workflow in self._workflows]
 
     async def startup(self) -> None:
-        """Open the control DB, end groups a killed predecessor left, start the workflows."""
-        self._control = ControlDB(self.settings.control_db_url)
-        self._control.forget_events(utcnow() - timedelta(days=EVENTS_KEPT_DAYS))
-        remembered = self._control.load_memory()
+        """Open the control DB, end groups a killed predecessor left, start the workflows.
+
+        What changed in a state table while no supervisor watched (an error
+        written while the bot was down) is announced now, whether or not the
+        workflow writes again; a workflow left down stays down; one whose
+        incident was open is restarted in that incident.
+        """
+        control = await self.open()
+        cutoff = utcnow() - timedelta(days=EVENTS_KEPT_DAYS)
+        await asyncio.to_thread(control.forget_events, cutoff)
+        remembered = await asyncio.to_thread(control.load_memory)
         ended = await reap_stale(self.settings.run_dir, self.settings.stop_grace_seconds)
         for name in ended:
             log.warning("ended %s left running by an earlier supervisor", name)
+        self.reaped = tuple(ended)
         for workflow in self._workflows:
-            runtime = Runtime(
-                workflow=workflow,
-                log=LogWriter(
-                    self.settings.logs_dir / f"{workflow.name}.log",
-                    self.settings.log_max_bytes,
-                    self.settings.log_backups,
-                ),
-                memory=remembered.get(workflow.name) or Memory(),
-                reader=StateReader(workflow.db),
-            )
-            self._runtimes[workflow.name] = runtime
-            self._health.refresh(runtime)
-            if workflow.name not in remembered:
-                # First sight of this workflow: what its database already holds is history.
-                runtime.memory.last_error_seen = runtime.snapshot.last_error
-                if runtime.snapshot.errors:
-                    runtime.memory.last_error_id = runtime.snapshot.errors[-1][0]
-                runtime.memory.last_status_seen = runtime.snapshot.status
-                self._remember(runtime)
-            if runtime.snapshot.paused or runtime.memory.paused:
-                runtime.state = "paused"
+            self._runtimes[workflow.name] = self._restore(workflow, remembered.get(workflow.name))
         self._start_jobs()
         for runtime in self._runtimes.values():
-            if runtime.workflow.autostart and runtime.state != "paused":
+            if runtime.state != "stopped":
+                continue
+            if runtime.incident is not None:
                 async with runtime.lock:
-                    await self._spawn(runtime)
+                    await self._restart_in_incident(runtime)
+            elif runtime.workflow.autostart:
+                async with runtime.lock:
+                    await self._spawn(runtime, "autostart")
         watched = {
             rt.name: rt.workflow.watch_paths
             for rt in self._runtimes.values()
@@ -129,6 +137,42 @@ class Supervisor:
             self._watcher = asyncio.create_task(
                 watch_scripts(watched, self.settings.reload_debounce_seconds, self._reload)
             )
+
+    async def open(self) -> ControlDB:
+        """Open (and upgrade) the control DB; ``startup`` does it if nobody did before."""
+        if self._control is None:
+            self._loop = asyncio.get_running_loop()
+            self._control = await asyncio.to_thread(ControlDB, self.settings.control_db_url)
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="control-db")
+        return self._control
+
+    def _restore(self, workflow: ResolvedWorkflow, memory: Memory | None) -> Runtime:
+        """A workflow's runtime as it was left: paused or held down, its state table read."""
+        runtime = Runtime(
+            workflow=workflow,
+            log=LogWriter(
+                self.settings.logs_dir / f"{workflow.name}.log",
+                self.settings.log_max_bytes,
+                self.settings.log_backups,
+            ),
+            memory=memory or Memory(),
+            reader=StateReader(workflow.db),
+        )
+        self._health.refresh(runtime)
+        if memory is None:
+            # First sight of this workflow: what its database already holds is history.
+            runtime.memory.last_error_seen = runtime.snapshot.last_error
+            if runtime.snapshot.errors:
+                runtime.memory.last_error_id = runtime.snapshot.errors[-1][0]
+            runtime.memory.last_status_seen = runtime.snapshot.status
+            self._remember(runtime)
+        else:
+            self._health.observe(runtime)
+        if runtime.snapshot.paused or runtime.memory.paused:
+            runtime.state = "paused"  # restored, not a transition
+        elif runtime.memory.held is not None:
+            runtime.state = runtime.memory.held
+        return runtime
 
     def _start_jobs(self) -> None:
         scheduler = AsyncIOScheduler(timezone="UTC")
@@ -160,21 +204,24 @@ class Supervisor:
             self._watcher.cancel()
         for runtime in self._runtimes.values():
             runtime.cancel_restart()
-        await asyncio.gather(
-            *(
-                self._stop(rt, "supervisor shutting down")
-                for rt in self._runtimes.values()
-                if rt.process
-            )
-        )
+        await asyncio.gather(*(self._shut_down(rt) for rt in self._runtimes.values() if rt.process))
         if self._tasks:
             await asyncio.gather(*self._tasks)
         for runtime in self._runtimes.values():
             runtime.log.close()
             runtime.reader.close()
+        if self._writer is not None:
+            # Every write submitted so far is done, and its event published, after this.
+            await asyncio.wrap_future(self._writer.submit(lambda: None))
+            self._writer.shutdown(wait=True)
         self.bus.close()
         if self._control is not None:
             self._control.close()
+
+    async def _shut_down(self, runtime: Runtime) -> None:
+        async with runtime.lock:
+            await self._stop(runtime, "supervisor shutting down")
+            self._to(runtime, "stopped", "supervisor shutting down")
 
     # -- the API the bot uses --------------------------------------------------
 
@@ -209,18 +256,19 @@ class Supervisor:
                 raise SupervisorError(f"{name} is already running (pid {runtime.process.pid})")
             if runtime.state == "paused":
                 raise SupervisorError(f"{name} is paused; resume it instead")
-            self._reset_attempts(runtime)
-            await self._spawn(runtime)
+            self._reset_attempts(runtime, "started")
+            await self._spawn(runtime, "started by request")
         return runtime.status(utcnow())
 
     async def stop(self, name: str) -> WorkflowStatus:
         runtime = self._get(name)
         async with runtime.lock:
-            if runtime.process is None and runtime.restart_task is None:
+            if runtime.process is None and runtime.state != "backoff":
                 raise SupervisorError(f"{name} is not running ({runtime.state})")
             runtime.cancel_restart()
             await self._stop(runtime, "requested")
-            runtime.state = "stopped"
+            self._reset_attempts(runtime, "stopped")
+            self._to(runtime, "stopped", "stopped by request")
         return runtime.status(utcnow())
 
     async def restart(self, name: str) -> WorkflowStatus:
@@ -242,10 +290,10 @@ class Supervisor:
             problem = await asyncio.to_thread(write_paused, runtime.workflow.db, True)
             if problem:
                 log.warning("%s: %s (the pause is kept in the control DB)", name, problem)
+            self._reset_attempts(runtime, "paused")
             runtime.memory.paused = True
-            self._remember(runtime)
-            runtime.state = "paused"
-            self._publish(Paused(workflow=name, time=utcnow()))
+            self._to(runtime, "paused", "paused by request")
+            self._publish(Paused(workflow=name, time=utcnow()), remember=runtime)
         return runtime.status(utcnow())
 
     async def resume(self, name: str) -> WorkflowStatus:
@@ -257,20 +305,36 @@ class Supervisor:
             if problem:
                 raise SupervisorError(f"cannot resume {name}: {problem}")
             runtime.memory.paused = False
-            self._remember(runtime)
-            runtime.state = "stopped"
-            self._publish(Resumed(workflow=name, time=utcnow()))
-            self._reset_attempts(runtime)
-            await self._spawn(runtime)
+            self._to(runtime, "stopped", "resumed by request")
+            self._publish(Resumed(workflow=name, time=utcnow()), remember=runtime)
+            self._reset_attempts(runtime, "resumed")
+            await self._spawn(runtime, "resumed by request")
         return runtime.status(utcnow())
+
+    # -- the state machine -----------------------------------------------------
+
+    def _to(self, runtime: Runtime, new: ProcessState, why: str) -> None:
+        """The one way a process state changes: checked, logged, and persisted if it holds."""
+        old = runtime.state
+        check_transition(runtime.name, old, new, why)
+        if new == old:
+            return
+        runtime.state = new
+        log.info("%s: %s -> %s (%s)", runtime.name, old, new, why)
+        held = new if new in HELD_STATES else None
+        if held != runtime.memory.held:
+            runtime.memory.held = held
+            self._remember(runtime)
 
     # -- processes -------------------------------------------------------------
 
-    async def _spawn(self, runtime: Runtime) -> WorkflowProcess | None:
+    async def _spawn(self, runtime: Runtime, why: str) -> WorkflowProcess | None:
         """Start the process (caller holds the lock); an OS error becomes a crash."""
         runtime.cancel_restart()
+        self._to(runtime, "starting", why)
         runtime.log.mark(f"starting {' '.join(runtime.workflow.argv)}")
         runtime.started_at = utcnow()
+        runtime.first_heartbeat = None
         try:
             process = await WorkflowProcess.spawn(
                 runtime.workflow, runtime.log, self.settings.run_dir
@@ -281,7 +345,6 @@ class Supervisor:
             self._after_exit(runtime, "crash", os_error=f"{type(exc).__name__}: {exc}")
             return None
         runtime.process = process
-        runtime.state = "running"
         runtime.exit_task = asyncio.create_task(self._await_exit(runtime, process))
         self._publish(Started(workflow=runtime.name, time=utcnow(), pid=process.pid))
         return process
@@ -293,20 +356,21 @@ class Supervisor:
         runtime.process = None
         runtime.last_exit = ended
         expected, runtime.expected_exit = runtime.expected_exit, None
+        after_hang, runtime.after_hang = runtime.after_hang, None
         self._health.refresh(runtime, force=True)
         self._health.observe(runtime)  # its last error and status come before the exit event
         if expected == "stop" or self._stopping:
             return
         if expected == "hang":
-            self._schedule_after_hang(runtime)
-            return
-        if ended.clean:
+            self._apply(runtime, after_hang or self._decide(runtime, "hang"), "hang")
+        elif ended.clean:
             self._publish_finished(runtime)
             self._after_exit(runtime, "finished")
         else:
             self._after_exit(runtime, "crash", ended=ended)
 
     async def _stop(self, runtime: Runtime, reason: str, *, announce: bool = True) -> None:
+        """End the process if there is one (the caller then moves the state on)."""
         if runtime.process is None:
             if announce and runtime.state == "backoff":
                 self._publish(Stopped(workflow=runtime.name, time=utcnow(), reason=reason))
@@ -321,17 +385,38 @@ class Supervisor:
     async def _restart_now(self, runtime: Runtime, reason: RestartReason) -> None:
         runtime.cancel_restart()
         await self._stop(runtime, reason, announce=False)
-        self._reset_attempts(runtime)
-        process = await self._spawn(runtime)
+        self._reset_attempts(runtime, "restarted")
+        process = await self._spawn(runtime, f"{reason} restart")
         if process is not None:
             self._announce_restart(runtime, process, reason)
 
-    def _reset_attempts(self, runtime: Runtime) -> None:
-        runtime.incident = None
+    async def _restart_in_incident(self, runtime: Runtime) -> None:
+        """After a supervisor restart, the restart an open incident was waiting for."""
+        assert runtime.incident is not None
+        runtime.memory.restarts += 1
+        process = await self._spawn(runtime, "incident open at startup")
+        if process is not None:
+            self._announce_restart(runtime, process, runtime.incident.cause)
+
+    def _reset_attempts(self, runtime: Runtime, closed_by: ClosedBy) -> None:
+        """A person took over: the open incident (if any) ends, attempts count from zero."""
+        incident = runtime.incident
         runtime.healthy_since = None
-        if runtime.memory.restarts:
-            runtime.memory.restarts = 0
+        runtime.incident = None
+        runtime.memory.restarts = 0
+        if incident is None:
             self._remember(runtime)
+            return
+        closed = IncidentClosed(
+            workflow=runtime.name,
+            time=utcnow(),
+            incident=incident.id,
+            how=closed_by,
+            cause=incident.cause,
+            failures=incident.failures,
+            last_detail=incident.last_detail,
+        )
+        self._publish(closed, remember=runtime)
 
     # -- what follows an exit --------------------------------------------------
 
@@ -346,9 +431,11 @@ class Supervisor:
         )
 
     def _open_incident(self, runtime: Runtime, cause: IncidentCause, detail: str) -> Incident:
+        """The incident this failure belongs to (a new one if none is open), counting it."""
         if runtime.incident is None:
             runtime.incident = Incident(uuid.uuid4().hex[:8], cause, utcnow(), detail)
         runtime.incident.last_detail = detail
+        runtime.incident.failures += 1
         runtime.healthy_since = None
         return runtime.incident
 
@@ -373,8 +460,8 @@ class Supervisor:
         )
         cause: IncidentCause = "hang" if isinstance(event, Hung) else "crash"
         incident = self._open_incident(runtime, cause, event.detail)
-        published = replace(event, incident=incident.id)
-        self._publish(published)
+        published = replace(event, incident=incident.id, failures=incident.failures)
+        self._publish(published, remember=runtime)
         return published
 
     def _publish_finished(self, runtime: Runtime) -> None:
@@ -409,26 +496,28 @@ class Supervisor:
 
     def _apply(self, runtime: Runtime, decision: Decision, cause: ExitCause) -> None:
         if decision.action == "restart":
-            runtime.state = "backoff"
+            self._to(
+                runtime, "backoff", f"{cause}; restart {decision.attempt} in {decision.delay:g}s"
+            )
             reason: RestartReason = "exit" if cause == "finished" else cause
             self._restart_later(runtime, decision.delay, reason)
         elif decision.action == "give_up":
-            runtime.state = "gave_up"
             incident = runtime.incident
             if incident is None:  # only a clean exit under ``always`` comes without one
                 incident = self._open_incident(runtime, "crash", "exit 0")
-            self._publish(
-                GaveUp(
-                    workflow=runtime.name,
-                    time=utcnow(),
-                    incident=incident.id,
-                    attempts=runtime.memory.restarts,
-                    cause=incident.cause,
-                    last_detail=incident.last_detail,
-                )
+            self._to(runtime, "gave_up", f"{runtime.memory.restarts} restarts made")
+            gave_up = GaveUp(
+                workflow=runtime.name,
+                time=utcnow(),
+                incident=incident.id,
+                attempts=runtime.memory.restarts,
+                cause=incident.cause,
+                last_detail=incident.last_detail,
+                failures=incident.failures,
             )
+            self._publish(gave_up, remember=runtime)
         else:
-            runtime.state = "finished" if cause == "finished" else "crashed"
+            self._to(runtime, "finished" if cause == "finished" else "crashed", "restart policy")
 
     def _restart_later(self, runtime: Runtime, delay: float, reason: RestartReason) -> None:
         runtime.next_restart_at = utcnow() + timedelta(seconds=delay)
@@ -438,17 +527,20 @@ class Supervisor:
         self, runtime: Runtime, process: WorkflowProcess, reason: RestartReason
     ) -> None:
         """Restarted event: attempt and incident say where an outage stands (0/None if manual)."""
-        self._publish(
-            Restarted(
-                workflow=runtime.name,
-                time=utcnow(),
-                reason=reason,
-                attempt=runtime.memory.restarts,
-                max_attempts=runtime.workflow.max_restart_attempts,
-                incident=runtime.incident.id if runtime.incident else None,
-                pid=process.pid,
-            )
+        incident = runtime.incident
+        restarted = Restarted(
+            workflow=runtime.name,
+            time=utcnow(),
+            reason=reason,
+            attempt=runtime.memory.restarts,
+            max_attempts=runtime.workflow.max_restart_attempts,
+            incident=incident.id if incident else None,
+            pid=process.pid,
+            cause=incident.cause if incident else None,
+            failures=incident.failures if incident else 0,
+            last_detail=incident.last_detail if incident else "",
         )
+        self._publish(restarted, remember=runtime)
 
     async def _delayed_restart(self, runtime: Runtime, delay: float, reason: RestartReason) -> None:
         await asyncio.sleep(delay)
@@ -458,24 +550,29 @@ class Supervisor:
             runtime.restart_task = None
             runtime.next_restart_at = None
             runtime.memory.restarts += 1
-            self._remember(runtime)
-            process = await self._spawn(runtime)
+            process = await self._spawn(runtime, f"restart attempt {runtime.memory.restarts}")
             if process is not None:
                 self._announce_restart(runtime, process, reason)
 
     # -- hangs and digests -----------------------------------------------------
 
     def _hang(self, runtime: Runtime, process: WorkflowProcess) -> None:
-        """Report the hang and end the group in the background (other checks go on)."""
+        """Report the hang and end the group in the background (other checks go on).
+
+        What follows is decided here, once: the exit it causes applies it.
+        """
         age = runtime.heartbeat_age(utcnow()) if runtime.fresh_heartbeat() else None
+        decision = self._decide(runtime, "hang")
         event = self._publish_outage(
             runtime,
-            self._decide(runtime, "hang"),
+            decision,
             Hung,
             heartbeat_age=age,
             threshold=runtime.workflow.hang_threshold_seconds,
         )
         runtime.expected_exit = "hang"
+        runtime.after_hang = decision
+        self._to(runtime, "hung", event.detail)
         runtime.log.mark(f"hung: {event.detail}; ending the process group")
         self._background(process.terminate(self.settings.stop_grace_seconds))
 
@@ -484,9 +581,6 @@ class Supervisor:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _schedule_after_hang(self, runtime: Runtime) -> None:
-        self._apply(runtime, self._decide(runtime, "hang"), "hang")
 
     async def _digest(self) -> None:
         statuses = tuple(await self.status())
@@ -502,26 +596,67 @@ class Supervisor:
             self._publish(Reloaded(workflow=name, time=utcnow(), path=path))
             await self._restart_now(runtime, "reload")
 
-    # -- events ----------------------------------------------------------------
+    # -- the control DB, written by one thread ---------------------------------
+
+    def _write(self, work: Callable[[], Any]) -> Future[Any] | None:
+        """Queue a control-DB write; writes happen in order, off the event loop."""
+        if self._writer is None or self._control is None:
+            return None
+        return self._writer.submit(work)
 
     def _remember(self, runtime: Runtime) -> None:
-        if self._control is None:
+        control, name, memory = self._control, runtime.name, runtime.memory.copy()
+        if control is None:
             return
-        try:
-            self._control.save_memory(runtime.name, runtime.memory)
-        except SQLAlchemyError as exc:
-            log.error("control DB: could not save %s: %s", runtime.name, exc)
+        future = self._write(lambda: control.save_memory(name, memory))
+        if future is not None:
+            future.add_done_callback(_log_write_failure(f"could not save {name}"))
 
-    def _publish(self, event: Event) -> None:
+    def _publish(self, event: Event, remember: Runtime | None = None) -> None:
+        """Record ``event`` (with ``remember``'s memory, in one transaction), then publish it.
+
+        Subscribers get it after the commit, carrying its id, so a consumer
+        that keeps a cursor over the log misses nothing across a kill. If the
+        database refuses the write the event is still published, without id.
+        """
         log.info(
             "%s %s: %s",
             event.workflow,
             event.kind,
             event.detail.splitlines()[0] if event.detail else "",
         )
-        if self._control is not None:
-            try:
-                self._control.record(event)
-            except SQLAlchemyError as exc:
-                log.error("control DB: could not record %s event: %s", event.kind, exc)
+        control, loop = self._control, self._loop
+        memory = remember.memory.copy() if remember is not None else None
+        future = (
+            self._write(lambda: _record(control, event, memory)) if control is not None else None
+        )
+        if future is None or loop is None:
+            self.bus.publish(event)
+            return
+
+        def recorded(done: Future[int]) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(self._deliver, event, done)
+
+        future.add_done_callback(recorded)
+
+    def _deliver(self, event: Event, done: Future[int]) -> None:
+        try:
+            event = replace(event, id=done.result())
+        except Exception as exc:
+            log.error("control DB: could not record %s event: %s", event.kind, exc)
         self.bus.publish(event)
+
+
+def _record(control: ControlDB, event: Event, memory: Memory | None) -> int:
+    crash_point(f"before-event-commit:{event.kind}")
+    return control.record(event, memory)
+
+
+def _log_write_failure(what: str) -> Callable[[Future[Any]], None]:
+    def check(done: Future[Any]) -> None:
+        exc = done.exception()
+        if exc is not None:
+            log.error("control DB: %s: %s", what, exc)
+
+    return check

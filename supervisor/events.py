@@ -15,7 +15,8 @@ from typing import ClassVar, Literal
 
 ProcessState = Literal[
     "starting",  # spawned, no heartbeat yet
-    "running",  # process alive
+    "running",  # process alive and heartbeating
+    "hung",  # alive but silent past its threshold; being ended
     "backoff",  # exited or hung, waiting to be restarted
     "stopped",  # stopped by a user, or never started
     "paused",  # paused by a user; survives supervisor restarts
@@ -55,6 +56,7 @@ class Event:
     kind: ClassVar[str] = "event"
     workflow: str
     time: datetime
+    id: int | None = None  # its row in the control DB's event log, once recorded
 
     @property
     def detail(self) -> str:
@@ -105,6 +107,7 @@ class _Incident(Event):
     max_attempts: int
     will_restart: bool
     next_restart_in: float | None = None  # seconds, when a restart is scheduled
+    failures: int = 1  # crashes and hangs in this incident so far, this one included
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,6 +148,10 @@ class Restarted(Event):
     max_attempts: int
     incident: str | None = None  # None for manual restarts and reloads
     pid: int | None = None
+    # Where the incident stands, so its message can be shown without earlier events.
+    cause: IncidentCause | None = None
+    failures: int = 0
+    last_detail: str = ""
 
     @property
     def detail(self) -> str:
@@ -161,6 +168,7 @@ class GaveUp(Event):
     attempts: int
     cause: IncidentCause
     last_detail: str
+    failures: int = 0
 
     @property
     def detail(self) -> str:
@@ -174,10 +182,53 @@ class Recovered(Event):
     kind: ClassVar[str] = "recovered"
     incident: str
     down_seconds: float
+    cause: IncidentCause = "crash"
+    failures: int = 1
+    last_detail: str = ""
 
     @property
     def detail(self) -> str:
         return f"healthy again after {self.down_seconds:.0f}s"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IncidentClosed(Event):
+    """A person ended an open incident by hand (stop, start, restart or pause)."""
+
+    kind: ClassVar[str] = "incident_closed"
+    incident: str
+    how: Literal["stopped", "started", "restarted", "paused", "resumed"]
+    cause: IncidentCause
+    failures: int
+    last_detail: str
+
+    @property
+    def detail(self) -> str:
+        return f"{self.how} by hand after {self.failures} failures; last: {self.last_detail}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateUnreadable(Event):
+    """The workflow's state database has stayed unreadable: its health is unknown."""
+
+    kind: ClassVar[str] = "state_unreadable"
+    reason: str
+
+    @property
+    def detail(self) -> str:
+        return self.reason
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateReadable(Event):
+    """The state database that was unreadable can be read again."""
+
+    kind: ClassVar[str] = "state_readable"
+    unreadable_seconds: float
+
+    @property
+    def detail(self) -> str:
+        return f"readable again after {self.unreadable_seconds:.0f}s"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -249,6 +300,9 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     Restarted,
     GaveUp,
     Recovered,
+    IncidentClosed,
+    StateUnreadable,
+    StateReadable,
     ErrorReported,
     StatusChanged,
     Paused,

@@ -13,11 +13,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 
-from supervisor.events import ErrorReported, Event, Recovered, StatusChanged
+from supervisor.events import (
+    ErrorReported,
+    Event,
+    ProcessState,
+    Recovered,
+    StateReadable,
+    StateUnreadable,
+    StatusChanged,
+)
 from supervisor.process import WorkflowProcess
 from supervisor.runtime import Runtime, utcnow
 from supervisor.settings import SupervisorSettings
 from supervisor.statedb import StateRead, StateSnapshot
+
+# Problems that hide what the workflow wrote (rather than say it wrote nothing yet): while
+# one lasts its health is unknown, so it is never taken for a hang.
+_HIDING = ("locked", "unreadable", "corrupt")
 
 log = logging.getLogger("supervisor")
 
@@ -30,14 +42,16 @@ class HealthMonitor:
         runtimes: Mapping[str, Runtime],
         settings: SupervisorSettings,
         *,
-        publish: Callable[[Event], None],
+        publish: Callable[[Event, Runtime | None], None],
         remember: Callable[[Runtime], None],
+        transition: Callable[[Runtime, ProcessState, str], None],
         on_hang: Callable[[Runtime, WorkflowProcess], None],
     ) -> None:
         self._runtimes = runtimes
         self._settings = settings
         self._publish = publish
         self._remember = remember
+        self._transition = transition
         self._on_hang = on_hang
         self._reads_in_flight = 0
         self._closed = False
@@ -61,11 +75,26 @@ class HealthMonitor:
         return read is not None and self._apply_read(runtime, read)
 
     def _apply_read(self, runtime: Runtime, read: StateRead) -> bool:
+        """Take a read; one that failed keeps what was known (and is tried again next poll)."""
         seen, snapshot = read
-        if snapshot.problem and "locked" in snapshot.problem:
-            runtime.seen = None  # try again next poll, keep what we knew
-            runtime.snapshot = _with_problem(runtime.snapshot, snapshot.problem)
+        problem = snapshot.problem
+        if problem and any(word in problem for word in _HIDING):
+            runtime.seen = None
+            runtime.snapshot = _with_problem(runtime.snapshot, problem)
+            if runtime.unreadable_since is None:
+                runtime.unreadable_since = utcnow()
             return False
+        if snapshot.heartbeat is None and runtime.snapshot.heartbeat is not None:
+            # A malformed heartbeat proves no life, but does not erase the last valid one.
+            snapshot = replace(snapshot, heartbeat=runtime.snapshot.heartbeat)
+        if runtime.unreadable_since is not None:
+            if runtime.unreadable_reported:
+                lasted = (utcnow() - runtime.unreadable_since).total_seconds()
+                readable = StateReadable(
+                    workflow=runtime.name, time=utcnow(), unreadable_seconds=lasted
+                )
+                self._publish(readable, None)
+            runtime.unreadable_since, runtime.unreadable_reported = None, False
         runtime.seen = seen
         runtime.snapshot = snapshot
         return True
@@ -101,32 +130,34 @@ class HealthMonitor:
         logged = [(id_, text) for id_, text in snapshot.errors if id_ > remembered.last_error_id]
         if not logged and snapshot.last_error and not snapshot.errors:
             logged = [(remembered.last_error_id, snapshot.last_error)]
-        changed = False
+        unannounced = False  # an id moved on without an event: saved on its own
         for error_id, text in logged:
             remembered.last_error_id = error_id
-            if text != remembered.last_error_seen:
+            unannounced = text == remembered.last_error_seen
+            if not unannounced:
                 remembered.last_error_seen = text
-                self._publish(ErrorReported(workflow=runtime.name, time=utcnow(), text=text))
-            changed = True
-        return changed
+                event = ErrorReported(workflow=runtime.name, time=utcnow(), text=text)
+                self._publish(event, runtime)  # seen and recorded in one transaction
+        return unannounced
 
     def observe(self, runtime: Runtime) -> None:
+        """Publish what the last read shows that was not announced yet."""
         snapshot, remembered, now = runtime.snapshot, runtime.memory, utcnow()
-        changed = self._report_errors(runtime)
+        if self._report_errors(runtime):
+            self._remember(runtime)
         if snapshot.status and snapshot.status != remembered.last_status_seen:
             old, remembered.last_status_seen = remembered.last_status_seen, snapshot.status
-            changed = True
-            self._publish(
-                StatusChanged(
-                    workflow=runtime.name,
-                    time=now,
-                    old=old,
-                    new=snapshot.status,
-                    summary=snapshot.summary,
-                )
+            changed = StatusChanged(
+                workflow=runtime.name,
+                time=now,
+                old=old,
+                new=snapshot.status,
+                summary=snapshot.summary,
             )
-        if changed:
-            self._remember(runtime)
+            self._publish(changed, runtime)
+        if runtime.state == "starting" and runtime.process and runtime.fresh_heartbeat():
+            runtime.first_heartbeat = snapshot.heartbeat
+            self._transition(runtime, "running", "first heartbeat")
         self._maybe_recovered(runtime, now)
 
     def _maybe_recovered(self, runtime: Runtime, now: datetime) -> None:
@@ -135,22 +166,25 @@ class HealthMonitor:
         Waiting ``recovery_seconds`` keeps a crash loop (start, one heartbeat,
         crash) inside one incident instead of a recovered note per cycle.
         """
-        incident, beat = runtime.incident, runtime.snapshot.heartbeat
+        incident, came_up = runtime.incident, runtime.first_heartbeat
         if not (incident and runtime.process and runtime.started_at) or runtime.expected_exit:
             return
         up = (now - runtime.started_at).total_seconds()
-        beat_after_incident = beat is not None and beat > incident.since
-        if (
-            not (runtime.fresh_heartbeat() and beat_after_incident)
-            or up < self._settings.recovery_seconds
-        ):
+        if came_up is None or came_up <= incident.since or up < self._settings.recovery_seconds:
             return
-        down = (now - incident.since).total_seconds()
-        self._publish(
-            Recovered(workflow=runtime.name, time=now, incident=incident.id, down_seconds=down)
-        )
         runtime.incident = None
         runtime.healthy_since = now
+        recovered = Recovered(
+            workflow=runtime.name,
+            time=now,
+            incident=incident.id,
+            # Down from the failure until the new process first heartbeat.
+            down_seconds=(came_up - incident.since).total_seconds(),
+            cause=incident.cause,
+            failures=incident.failures,
+            last_detail=incident.last_detail,
+        )
+        self._publish(recovered, runtime)
 
     async def check(self) -> None:
         """Every ``check_interval_seconds``: hangs; attempts reset after a healthy stretch."""
@@ -163,7 +197,9 @@ class HealthMonitor:
                     continue
                 now = utcnow()
                 self._maybe_recovered(runtime, now)
-                if runtime.silence(now) > runtime.workflow.hang_threshold_seconds:
+                if runtime.unreadable_since is not None:
+                    self._report_unreadable(runtime, now)
+                elif runtime.silence(now) > runtime.workflow.hang_threshold_seconds:
                     self._on_hang(runtime, runtime.process)
                 elif (
                     runtime.healthy_since
@@ -178,6 +214,16 @@ class HealthMonitor:
                     self._remember(runtime)
             except Exception:
                 log.exception("check of %s failed", runtime.name)
+
+    def _report_unreadable(self, runtime: Runtime, now: datetime) -> None:
+        """Once a state DB has stayed unreadable for a check interval, say so, once."""
+        assert runtime.unreadable_since is not None
+        lasted = (now - runtime.unreadable_since).total_seconds()
+        if runtime.unreadable_reported or lasted < self._settings.check_interval_seconds:
+            return
+        runtime.unreadable_reported = True
+        reason = runtime.snapshot.problem or "unreadable"
+        self._publish(StateUnreadable(workflow=runtime.name, time=now, reason=reason), None)
 
 
 def _with_problem(snapshot: StateSnapshot, problem: str) -> StateSnapshot:

@@ -4,19 +4,33 @@ Starting a new session makes the workflow the leader of a process group, so
 stopping it reaches every child it started (agents, test runners, ``bunx``),
 and a pid file lets a restarted supervisor find the group if the old one was
 killed without a chance to clean up.
+
+The pid file exists before the workflow runs a single instruction: the child
+starts as a shell that waits on a pipe for a go-ahead and then ``exec``s the
+workflow (same pid, same group). The go-ahead is written only once the pid
+file is on disk. If that write fails, or the supervisor dies first (even by
+``kill -9``), the pipe closes unwritten and the shell exits without running
+anything: no copy can ever run that a later start cannot find.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import shutil
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.config import ResolvedWorkflow
+from supervisor.faults import crash_point
 from supervisor.logs import LogWriter, pump
 from supervisor.pidfiles import end_group, group_alive, write_pidfile
+
+# The shell's stdin is the go-ahead pipe; $0 is a label and "$@" the workflow's argv.
+GO_AHEAD_SCRIPT = 'read -r go && exec "$@" < /dev/null'
 
 # How long to wait for the rest of the output after the whole group has gone.
 DRAIN_SECONDS = 1.0
@@ -39,6 +53,21 @@ class Exit:
         if returncode < 0:
             return cls(None, signal.Signals(-returncode).name)
         return cls(returncode, None)
+
+
+class UnrecordedStart(OSError):
+    """The pid file could not be written, so the workflow was not let run."""
+
+
+def _check_command(argv: tuple[str, ...] | list[str], cwd: Path, env: Mapping[str, str]) -> None:
+    """Raise the OSError ``exec`` would, before anything starts (the shell would only exit 127)."""
+    program = argv[0]
+    if os.sep in program:
+        found = os.access(cwd / program, os.X_OK) and not (cwd / program).is_dir()
+    else:
+        found = shutil.which(program, path=env.get("PATH", os.defpath)) is not None
+    if not found:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
 
 
 class _ExitProtocol(asyncio.subprocess.SubprocessStreamProtocol):
@@ -76,24 +105,53 @@ class WorkflowProcess:
     async def spawn(
         cls, workflow: ResolvedWorkflow, log: LogWriter, run_dir: Path
     ) -> WorkflowProcess:
-        """Start the workflow; an OSError (missing command, bad cwd) propagates to the caller."""
+        """Start the workflow once its pid file is written (see the module docstring).
+
+        An OSError (missing command, bad cwd) propagates to the caller, and so
+        does ``UnrecordedStart`` when the pid file cannot be written; in
+        either case no process is left running.
+        """
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **workflow.env}
+        _check_command(workflow.argv, workflow.cwd, env)
         loop = asyncio.get_running_loop()
         protocol = _ExitProtocol(loop)
-        transport, _ = await loop.subprocess_exec(
-            lambda: protocol,
-            *workflow.argv,
-            cwd=workflow.cwd,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **workflow.env},
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
+        go_read, go_write = os.pipe()  # neither end is inherited but as the shell's stdin
+        try:
+            transport, _ = await loop.subprocess_exec(
+                lambda: protocol,
+                "/bin/sh",
+                "-c",
+                GO_AHEAD_SCRIPT,
+                workflow.name,
+                *workflow.argv,
+                cwd=workflow.cwd,
+                env=env,
+                stdin=go_read,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(go_write)
+            raise
+        finally:
+            os.close(go_read)
         proc = asyncio.subprocess.Process(transport, protocol, loop)
-        # In a thread: its fsync would otherwise stall every other workflow's watch.
-        await asyncio.to_thread(write_pidfile, run_dir, workflow.name, proc.pid, workflow.argv)
         assert proc.stdout is not None
-        return cls(proc, protocol.exited, asyncio.create_task(pump(proc.stdout, log)))
+        pumping = asyncio.create_task(pump(proc.stdout, log))
+        crash_point("spawned-before-pidfile")
+        try:
+            # In a thread: its fsync would otherwise stall every other workflow's watch.
+            await asyncio.to_thread(write_pidfile, run_dir, workflow.name, proc.pid, workflow.argv)
+        except OSError as exc:
+            os.close(go_write)  # the shell reads end-of-file and exits without running it
+            await protocol.exited
+            await pumping
+            raise UnrecordedStart(f"could not write its pid file: {exc}") from exc
+        crash_point("pidfile-before-go-ahead")
+        os.write(go_write, b"go\n")
+        os.close(go_write)
+        return cls(proc, protocol.exited, pumping)
 
     async def wait(self, grace: float) -> Exit:
         """The exit of the leader, once the rest of its group is ended and its output logged.

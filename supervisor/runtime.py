@@ -5,29 +5,21 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 from supervisor.config import ResolvedWorkflow
-from supervisor.control import Memory
-from supervisor.events import IncidentCause, ProcessState, WorkflowStatus
+from supervisor.control import Incident, Memory
+from supervisor.events import ProcessState, WorkflowStatus
 from supervisor.logs import LogWriter
+from supervisor.policy import Decision
 from supervisor.process import Exit, WorkflowProcess
 from supervisor.statedb import Seen, StateReader, StateSnapshot
 
-ExpectedExit = str  # "stop" or "hang": why the supervisor itself ended the process
+ExpectedExit = Literal["stop", "hang"]  # why the supervisor itself ended the process
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(eq=False)
-class Incident:
-    """One outage: from a crash or hang until a fresh heartbeat after a restart."""
-
-    id: str
-    cause: IncidentCause
-    since: datetime
-    last_detail: str
 
 
 @dataclass(eq=False)
@@ -38,23 +30,35 @@ class Runtime:
     log: LogWriter
     reader: StateReader
     memory: Memory
-    state: ProcessState = "stopped"
+    state: ProcessState = "stopped"  # changed only by Supervisor._to (supervisor.restarts)
     process: WorkflowProcess | None = None
     exit_task: asyncio.Task[None] | None = None
     started_at: datetime | None = None
+    first_heartbeat: datetime | None = None  # of the current process: it came up then
     last_exit: Exit | None = None
-    incident: Incident | None = None
     healthy_since: datetime | None = None
     next_restart_at: datetime | None = None
     restart_task: asyncio.Task[None] | None = None
     expected_exit: ExpectedExit | None = None
+    after_hang: Decision | None = None  # decided when the hang was reported, done at its exit
     snapshot: StateSnapshot = field(default_factory=StateSnapshot)
     seen: Seen | None = None  # what the last read of the state table saw
+    unreadable_since: datetime | None = None  # the state DB could not be read since then
+    unreadable_reported: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def name(self) -> str:
         return self.workflow.name
+
+    @property
+    def incident(self) -> Incident | None:
+        """The open outage, kept in memory so it continues across a restart."""
+        return self.memory.incident
+
+    @incident.setter
+    def incident(self, value: Incident | None) -> None:
+        self.memory.incident = value
 
     def fresh_heartbeat(self) -> bool:
         """A heartbeat written by the current process (not left over from an earlier one)."""
@@ -80,13 +84,10 @@ class Runtime:
         self.next_restart_at = None
 
     def status(self, now: datetime) -> WorkflowStatus:
-        state = self.state
-        if state == "running" and not self.fresh_heartbeat():
-            state = "starting"
         snap = self.snapshot
         return WorkflowStatus(
             name=self.name,
-            state=state,
+            state=self.state,
             status=snap.status,
             summary=snap.summary,
             heartbeat=snap.heartbeat,

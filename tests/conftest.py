@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-_ISOLATED_PREFIXES = ("TELEGRAM_", "SUPERVISOR_", "ANTHROPIC_", "WORKFLOW_", "WORKFLOWS_", "DEMO_")
+from supervisor.knownsettings import PREFIXES
+
+_ISOLATED_PREFIXES = (*PREFIXES, "ANTHROPIC_", "WORKFLOWS_", "DEMO_")
 
 
 @pytest.fixture(autouse=True)

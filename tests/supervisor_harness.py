@@ -237,11 +237,27 @@ def live_group(pgid: int) -> list[psutil.Process]:
     return members
 
 
+def copies(marker: str) -> list[psutil.Process]:
+    """Live processes whose command line carries ``marker``: a workflow's copies."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmdline = proc.info["cmdline"] or []
+        if proc.info["status"] != psutil.STATUS_ZOMBIE and any(marker in a for a in cmdline):
+            found.append(proc)
+    return found
+
+
 class Headless:
     """``python -m supervisor run --json`` as a subprocess, its JSON lines read by a thread."""
 
-    def __init__(self, config: Path, conf: SupervisorSettings, *args: str) -> None:
-        env = {
+    def __init__(
+        self,
+        config: Path,
+        conf: SupervisorSettings,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        environment = {
             **os.environ,
             "SUPERVISOR_CONFIG": str(config),
             "SUPERVISOR_DATA_DIR": str(conf.data_dir),
@@ -249,10 +265,11 @@ class Headless:
             "SUPERVISOR_ERROR_POLL_SECONDS": str(conf.error_poll_seconds),
             "SUPERVISOR_STOP_GRACE_SECONDS": str(conf.stop_grace_seconds),
             "SUPERVISOR_STATUS_INTERVAL_SECONDS": str(conf.status_interval_seconds),
+            **(env or {}),
         }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "supervisor", "run", *args],
-            env=env,
+            env=environment,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

@@ -121,5 +121,11 @@ async def press(rig: BotRig, data: str, message: SentMessage) -> SentMessage:
     [reply] = await rig.fake.wait_for_sent(
         lambda m: m.chat_id == ALERT_CHAT and m.message_id not in seen
     )
+    # The press is answered beside the reply, not before it: wait for it too.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while len(rig.fake.answered_callbacks) == answered:
+        assert loop.time() < deadline, "the button press was never answered"
+        await asyncio.sleep(0.02)
     assert len(rig.fake.answered_callbacks) == answered + 1
     return reply

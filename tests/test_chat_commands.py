@@ -109,6 +109,15 @@ async def test_bad_arguments_and_unknown_commands(rig: BotRig) -> None:
     assert "one workflow at a time" in await rig.ask("/restart worker demo")
 
 
+async def test_tail_with_a_superscript_digit_gets_the_usage_line(
+    rig: BotRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    # '²'.isdigit() is True, but int('²') raises: this once became an apology and a traceback.
+    text = await rig.ask("/tail worker ²")
+    assert "usage: /tail NAME [LINES] with LINES from 1 to 200" in text
+    assert "command /tail" not in caplog.text
+
+
 async def test_mute_and_unmute(rig: BotRig) -> None:
     text = await rig.ask("/mute")
     assert "🔕 Muted for 1h" in text

@@ -42,12 +42,15 @@ from supervisor.events import (
     Finished,
     GaveUp,
     Hung,
+    IncidentClosed,
     Paused,
     Recovered,
     Reloaded,
     Restarted,
     Resumed,
     Started,
+    StateReadable,
+    StateUnreadable,
     StatusChanged,
     Stopped,
     WorkflowStatus,
@@ -287,8 +290,28 @@ def sample_events(value: str) -> list[Event]:
         incident(Crashed, will_restart=False, signal="SIGKILL", log_tail=(value[:500],)),
         incident(Hung, heartbeat_age=None),
         Restarted(**common, reason="crash", attempt=3, max_attempts=20, incident="i1", pid=7),  # type: ignore[arg-type]
+        Restarted(  # as a bot that restarted mid-incident sees it: no headline remembered
+            **common,  # type: ignore[arg-type]
+            reason="hang",
+            attempt=3,
+            max_attempts=20,
+            incident="i2",
+            cause="hang",
+            failures=3,
+            last_detail=value,
+        ),
         GaveUp(**common, incident="i1", attempts=20, cause="crash", last_detail=value),  # type: ignore[arg-type]
-        Recovered(**common, incident="i1", down_seconds=95.0),  # type: ignore[arg-type]
+        Recovered(**common, incident="i1", down_seconds=95.0, last_detail=value),  # type: ignore[arg-type]
+        IncidentClosed(
+            **common,  # type: ignore[arg-type]
+            incident="i3",
+            how="stopped",
+            cause="crash",
+            failures=2,
+            last_detail=value,
+        ),
+        StateUnreadable(**common, reason=value),  # type: ignore[arg-type]
+        StateReadable(**common, unreadable_seconds=61.0),  # type: ignore[arg-type]
         ErrorReported(**common, text=value),  # type: ignore[arg-type]
         StatusChanged(**common, old="running", new="error", summary=value),  # type: ignore[arg-type]
         Paused(**common),  # type: ignore[arg-type]
@@ -466,6 +489,7 @@ def test_a_second_failure_of_an_incident_says_how_many_and_shows_the_latest_line
             time=now,
             incident="i1",
             attempt=attempt,
+            failures=attempt + 1,
             max_attempts=20,
             will_restart=True,
             next_restart_in=30,

@@ -6,11 +6,11 @@ import os
 import signal
 from pathlib import Path
 
-import psutil
 import pytest
 
 from tests.supervisor_harness import (
     Headless,
+    copies,
     live_group,
     resolve,
     running,
@@ -21,16 +21,6 @@ from tests.supervisor_harness import (
 )
 
 pytestmark = pytest.mark.timeout(20)
-
-
-def copies(marker: str) -> list[psutil.Process]:
-    """Live worker processes (not their grandchildren) whose plan carries ``marker``."""
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        cmdline = proc.info["cmdline"] or []
-        if proc.info["status"] != psutil.STATUS_ZOMBIE and any(marker in a for a in cmdline):
-            found.append(proc)
-    return found
 
 
 async def test_stop_ends_the_whole_group(tmp_path: Path) -> None:

@@ -151,9 +151,16 @@ class SentMessage:
 @dataclass
 class _Failure:
     method: str | None
-    status: int
+    status: int  # HANG_UP: close the connection without an answer
     retry_after: int | None
     remaining: int
+
+
+HANG_UP = 0
+
+
+class _HangUp(Exception):
+    """Answer nothing and drop the connection, as a dying proxy or network would."""
 
 
 class _HTMLCheck(HTMLParser):
@@ -256,10 +263,25 @@ class FakeBotAPI(BackgroundServer):
 
     # -- injection ---------------------------------------------------------------------------
 
-    def add_message(self, text: str, chat_id: int, user_id: int, date: int | None = None) -> int:
-        """Queue an incoming text message; a leading /command gets its bot_command entity."""
+    def add_message(
+        self,
+        text: str,
+        chat_id: int,
+        user_id: int,
+        date: int | None = None,
+        *,
+        thread_id: int | None = None,
+    ) -> int:
+        """Queue an incoming text message (in forum topic ``thread_id`` if given).
+
+        A leading /command gets its bot_command entity.
+        """
         with self._cond:
             message = self._message(self._take_message_id(), chat_id, text, _user(user_id), date)
+            if thread_id is not None:
+                message["chat"]["is_forum"] = True
+                message["chat"]["type"] = "supergroup"
+                message |= {"message_thread_id": thread_id, "is_topic_message": True}
             if text.startswith("/"):
                 command = text.split(maxsplit=1)[0]
                 message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
@@ -293,6 +315,15 @@ class FakeBotAPI(BackgroundServer):
         """Make the next `count` calls of `method` (any method if None) fail with `status`."""
         with self._cond:
             self._failures.append(_Failure(method, status, retry_after, count))
+
+    def hang_up_next(self, method: str | None, count: int = 1) -> None:
+        """Make the next `count` calls of `method` get no answer: the connection just closes."""
+        self.fail_next(method, HANG_UP, count=count)
+
+    def clear_failures(self) -> None:
+        """Forget failures still pending from `fail_next` and `hang_up_next`."""
+        with self._cond:
+            self._failures.clear()
 
     def fail_ratio(self, method: str | None, ratio: float, seed: int = 0) -> None:
         """Make a deterministic `ratio` of calls of `method` fail with 500 (0 turns it off)."""
@@ -350,7 +381,10 @@ class FakeBotAPI(BackgroundServer):
     # -- request handling (called from server threads) ---------------------------------------
 
     def handle(self, path: str, raw: dict[str, Any]) -> tuple[int, JSON]:
-        """Answer one request for `path`; returns HTTP status and JSON body."""
+        """Answer one request for `path`; returns HTTP status and JSON body.
+
+        Raises ``_HangUp`` when the request is to get no answer at all.
+        """
         try:
             return 200, {"ok": True, "result": self._dispatch(path, _decode_params(raw))}
         except BotAPIError as error:
@@ -509,7 +543,9 @@ def _user(user_id: int) -> JSON:
     return {"id": user_id, "is_bot": False, "first_name": f"User {user_id}"}
 
 
-def _failure_error(status: int, retry_after: int | None) -> BotAPIError:
+def _failure_error(status: int, retry_after: int | None) -> Exception:
+    if status == HANG_UP:
+        return _HangUp()
     if status == 429:
         seconds = 1 if retry_after is None else retry_after
         return BotAPIError(
@@ -522,7 +558,7 @@ def _make_handler(fake: FakeBotAPI) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             url = urlsplit(self.path)
-            self._reply(*fake.handle(url.path, dict(parse_qsl(url.query))))
+            self._reply(url.path, dict(parse_qsl(url.query)))
 
         def do_POST(self) -> None:
             url = urlsplit(self.path)
@@ -531,9 +567,14 @@ def _make_handler(fake: FakeBotAPI) -> type[BaseHTTPRequestHandler]:
                 raw: dict[str, Any] = json.loads(body or "{}")
             else:
                 raw = dict(parse_qsl(url.query)) | dict(parse_qsl(body, keep_blank_values=True))
-            self._reply(*fake.handle(url.path, raw))
+            self._reply(url.path, raw)
 
-        def _reply(self, status: int, body: JSON) -> None:
+        def _reply(self, path: str, raw: dict[str, Any]) -> None:
+            try:
+                status, body = fake.handle(path, raw)
+            except _HangUp:
+                self.close_connection = True
+                return
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
