@@ -15,10 +15,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q
 
-## make lint: ruff and mypy, as configured in pyproject.toml
+## make lint: ruff, mypy and the layering contracts (import-linter), as in pyproject.toml
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 ## make bench: print every benchmark's figures
 bench: $(STAMP)

@@ -283,7 +283,7 @@ async def flaky_delivery(
     await notifier.start()
     started = time.monotonic()
     for number in range(count):
-        notifier.enqueue(Alert(f"bench alert {number}", mergeable=False))
+        await notifier.enqueue(Alert(f"bench alert {number}", mergeable=False))
     await notifier.wait_idle(300)
     elapsed = time.monotonic() - started
     await notifier.stop(1)

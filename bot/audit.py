@@ -50,6 +50,8 @@ CONSOLE = Actor(None, None, "console")
 
 
 class AuditLog:
+    """Blocking, like any query: a caller on the event loop runs it in a thread (bot.commands)."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         metadata.create_all(engine)

@@ -42,12 +42,13 @@ COMMANDS: dict[str, str] = {
 
 
 class Muter(Protocol):
-    def mute(self, until: datetime) -> None: ...
+    """The outbox's mute; async because it lives in the control DB, off the event loop."""
 
-    def unmute(self) -> int: ...
+    async def mute(self, until: datetime) -> None: ...
 
-    @property
-    def muted_until(self) -> datetime | None: ...
+    async def unmute(self) -> int: ...
+
+    async def muted_until(self) -> datetime | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,18 +115,20 @@ class CommandRouter:
             reply = line(f"Sorry, /{esc(command)} failed: {esc(type(exc).__name__)}. It is logged.")
             outcome, detail_text = "failed", repr(exc)
         if command in MUTATING or outcome != "ok":
-            self._audit(actor, command, list(args), outcome=outcome, text=detail_text)
+            await self._audit(actor, command, list(args), outcome=outcome, text=detail_text)
         return reply
 
-    def ignore_offline(self, command: str, args: Sequence[str], actor: Actor, age: float) -> Reply:
+    async def ignore_offline(
+        self, command: str, args: Sequence[str], actor: Actor, age: float
+    ) -> Reply:
         """The answer to a mutating command that waited in Telegram while the bot was down."""
         text = (
             f"ignored: /{command} was sent while the bot was offline ({format_duration(age)} ago)"
         )
-        self._audit(actor, command, list(args), outcome="ignored", text=text)
+        await self._audit(actor, command, list(args), outcome="ignored", text=text)
         return line(esc(text) + "; send it again if you still want it.")
 
-    def _audit(
+    async def _audit(
         self,
         actor: Actor,
         command: str,
@@ -134,9 +137,18 @@ class CommandRouter:
         outcome: str,
         text: str,
     ) -> None:
+        """Record the command in a thread: the control DB may be slow or locked."""
         workflow = _workflow_of(command, args)
         try:
-            self.audit.record(actor, command, args, outcome=outcome, detail=text, workflow=workflow)
+            await asyncio.to_thread(
+                self.audit.record,
+                actor,
+                command,
+                args,
+                outcome=outcome,
+                detail=text,
+                workflow=workflow,
+            )
         except Exception:
             log.exception("audit log write failed")
 
@@ -151,9 +163,9 @@ class CommandRouter:
             case "tail":
                 return await self._tail(args)
             case "mute":
-                return self._mute(args)
+                return await self._mute(args)
             case "unmute":
-                held = self.muter.unmute()
+                held = await self.muter.unmute()
                 return line(
                     f"🔔 Alerts on again. {held} held alerts summarised."
                     if held
@@ -225,7 +237,7 @@ class CommandRouter:
             if last:
                 return
 
-    def _mute(self, args: list[str]) -> Reply:
+    async def _mute(self, args: list[str]) -> Reply:
         if len(args) > 1:
             raise Usage("usage: /mute [DURATION], like /mute 30m or /mute 2h")
         try:
@@ -233,7 +245,7 @@ class CommandRouter:
         except ValueError as exc:
             raise Usage(str(exc)) from exc
         until = self.clock() + timedelta(seconds=seconds)
-        self.muter.mute(until)
+        await self.muter.mute(until)
         return line(
             f"🔕 Muted for {format_duration(seconds)} (until {until:%H:%M} UTC). "
             "Hangs and give-ups still come through; the rest is summarised at the end."

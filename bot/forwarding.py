@@ -110,7 +110,7 @@ class EventForwarder:
             alerts = []
         if event.id is None:  # not in the log: nothing to replay it from
             for alert in alerts:
-                self._notifier.enqueue(alert)
+                await self._notifier.enqueue(alert)
             return
         crash_point(f"before-alert-commit:{event.kind}")
         await self._commit(alerts, event.id)
@@ -122,6 +122,6 @@ class EventForwarder:
         except sa.exc.SQLAlchemyError as exc:
             log.error("alert outbox: could not commit alerts of event %d: %s", event_id, exc)
             for alert in alerts:
-                self._notifier.enqueue(alert)
+                await self._notifier.enqueue(alert)
         self._cursor = event_id
         self._notifier.wake()

@@ -66,7 +66,7 @@ class Pinger:
         try:
             response = await client.get(self.url + suffix)
             response.raise_for_status()
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # whatever it is, the next ping comes anyway
             # Only the type and status: an httpx message may quote the URL.
             if not self._failing:
                 status = (

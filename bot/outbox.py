@@ -25,6 +25,17 @@ that records its message id, right after Telegram accepts it, and a sent row
 is never sent again. A crash between Telegram's reply and that commit sends
 the message once more after a restart, and so does a request that timed out
 after Telegram processed it: a rare duplicate, never a loss.
+
+The event loop never waits on the control DB (it also answers commands and
+feeds the systemd watchdog, and SQLite may be locked for its whole busy
+timeout): every query runs on the outbox's one DB thread, awaited. One
+thread, not ``asyncio.to_thread``'s pool, because it runs the queries one at
+a time in the order they were asked and hands their results back in that
+order, as the loop did when it ran them itself: rows keep the order of the
+calls that wrote them, and the worker cannot see a reply's rows before
+``reply`` has registered the future their delivery resolves. Futures are
+only ever touched on the loop. ``save_all`` is the exception: it blocks,
+for a caller's own thread.
 """
 
 from __future__ import annotations
@@ -34,9 +45,11 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
+from typing import ParamSpec, TypeVar
 
 import sqlalchemy as sa
 
@@ -62,6 +75,9 @@ IN_FLIGHT_GRACE_SECONDS = 5.0
 KEEP_DELIVERED_SECONDS = 30 * 86400  # delivered rows are history; pending ones are kept forever
 DEFAULT_PACING = Pacing()
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 
 class Notifier:
     """The durable outbox and its single delivery worker: alerts to ``target``, replies anywhere."""
@@ -80,11 +96,12 @@ class Notifier:
         self._pacing = pacing
         self._pacer = Pacer(pacing)
         self._wake = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._db_thread: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._failure_streak = 0  # consecutive failed deliveries, for the backoff
-        self._unsaved: deque[Callable[[], None]] = deque()  # refused by the DB; the worker retries
+        # Writes the DB refused, oldest first; the worker retries them.
+        self._unsaved: deque[Callable[[], Awaitable[None]]] = deque()
         self._unrecorded: tuple[Batch, int, ChatTarget] | None = None
         self._waiting: dict[int, asyncio.Future[int | None]] = {}  # a reply's last row -> its id
 
@@ -92,9 +109,10 @@ class Notifier:
 
     async def start(self) -> None:
         """Create the tables if needed and start the worker; old pending rows go out too."""
-        self._store.forget_delivered(older_than=time.time() - KEEP_DELIVERED_SECONDS)
+        await self._db(
+            self._store.forget_delivered, older_than=time.time() - KEEP_DELIVERED_SECONDS
+        )
         if self._task is None or self._task.done():
-            self._loop = asyncio.get_running_loop()
             self._stopping = False
             self._task = asyncio.create_task(self._run(), name="outbox")
 
@@ -119,15 +137,16 @@ class Notifier:
             for waiting in self._waiting.values():
                 waiting.cancel()
             self._waiting.clear()
+            await self._close_db_thread()
 
-    def enqueue(self, alert: Alert) -> None:
+    async def enqueue(self, alert: Alert) -> None:
         """Commit ``alert`` to the outbox (before returning) and wake the worker.
 
         If the control DB refuses the write (locked for longer than its busy
         timeout, disk full), the alert waits in memory and the worker writes
         it as soon as the DB takes writes again: late, but not lost.
         """
-        self._save(partial(self._store.save, alert), "an alert")
+        await self._save(partial(self._db, self._store.save, alert), "an alert")
 
     def save_all(self, alerts: Sequence[Alert], also: Callable[[sa.Connection], None]) -> None:
         """Commit ``alerts`` with what ``also`` writes, in one transaction, or raise.
@@ -138,9 +157,11 @@ class Notifier:
         self._store.save_all(alerts, also)
 
     def wake(self) -> None:
-        self._wake_worker()
+        self._wake.set()
 
-    def reply(self, target: ChatTarget, messages: Sequence[Message]) -> asyncio.Future[int | None]:
+    async def reply(
+        self, target: ChatTarget, messages: Sequence[Message]
+    ) -> asyncio.Future[int | None]:
         """Commit a command's reply to ``target`` (before returning) and wake the worker.
 
         The future gets the message id of the reply's last message once it is
@@ -149,72 +170,74 @@ class Notifier:
         """
         delivered: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
 
-        def save() -> None:
-            ids = self._store.save_reply(target, messages)
+        async def save() -> None:
+            ids = await self._db(self._store.save_reply, target, messages)
             if ids:
                 self._waiting[ids[-1]] = delivered
 
-        self._save(save, "a reply")
+        await self._save(save, "a reply")
         return delivered
 
-    def _save(self, save: Callable[[], None], what: str) -> None:
+    async def _save(self, save: Callable[[], Awaitable[None]], what: str) -> None:
         try:
-            save()
+            await save()
         except sa.exc.SQLAlchemyError as exc:
             self._unsaved.append(save)
             log.error("outbox: control DB refused %s (%s); keeping it in memory", what, exc)
-        self._wake_worker()
+        self._wake.set()
 
-    def _save_unsaved(self) -> None:
+    async def _save_unsaved(self) -> None:
         """Write what the DB refused earlier, oldest first; stops at the first refusal."""
         while self._unsaved:
-            self._unsaved[0]()
+            await self._unsaved[0]()
             self._unsaved.popleft()
 
-    def mute(self, until: datetime) -> None:
+    async def mute(self, until: datetime) -> None:
         """Hold non-critical alerts until ``until`` (naive means local time); persisted."""
-        self._store.mute(until)
-        self._wake_worker()
+        await self._db(self._store.mute, until)
+        self._wake.set()
 
-    def unmute(self) -> int:
+    async def unmute(self) -> int:
         """End the mute; returns how many held alerts the enqueued summary covers."""
-        count = self._store.unmute()
-        self._wake_worker()
+        count = await self._db(self._store.unmute)
+        self._wake.set()
         return count
 
-    @property
-    def muted_until(self) -> datetime | None:
-        until = self._store.muted_until()
+    async def muted_until(self) -> datetime | None:
+        """When the mute ends; None when alerts are not muted."""
+        until = await self._db(self._store.muted_until)
         return datetime.fromtimestamp(until, UTC) if until > time.time() else None
 
     async def wait_idle(self, timeout: float) -> bool:  # noqa: ASYNC109 - part of the interface
         """True once nothing is pending (held rows don't count); False after ``timeout``."""
         deadline = time.monotonic() + timeout
-        while not self._idle():
+        while not await self._idle():
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(IDLE_POLL_SECONDS)
         return True
 
-    def _idle(self) -> bool:
+    async def _idle(self) -> bool:
         if self._unrecorded is not None or self._unsaved:
             return False
-        return not self._store.has_pending()
+        return not await self._db(self._store.has_pending)
+
+    # -- the DB thread ---------------------------------------------------------------------
+
+    async def _db(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run one store call on the DB thread; the loop goes on meanwhile."""
+        if self._db_thread is None:
+            self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db_thread, partial(call, *args, **kwargs))
+
+    async def _close_db_thread(self) -> None:
+        """Let the calls already queued finish (off the loop), then end the thread."""
+        if self._db_thread is not None:
+            db_thread, self._db_thread = self._db_thread, None
+            await asyncio.to_thread(db_thread.shutdown)
 
     # -- worker ----------------------------------------------------------------------------
-
-    def _wake_worker(self) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._wake.set()
-        else:
-            loop.call_soon_threadsafe(self._wake.set)
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -235,24 +258,25 @@ class Notifier:
     async def _step(self) -> float | None:
         """Do one unit of work; returns seconds until there may be more (None: until woken)."""
         if self._unrecorded is not None:
-            self._record(*self._unrecorded)
-        self._save_unsaved()
-        mute_left = self._expire_mute()
+            await self._record(*self._unrecorded)
+        await self._save_unsaved()
+        mute_left = await self._expire_mute()
         waits = [] if mute_left is None else [mute_left]
         now = time.time()
-        for head in self._store.heads():
+        for head in await self._db(self._store.heads):
             target = head.target or self._target
             burst = self._pacing.reply_burst if head.urgent else 1
             wait = max(head.due_at - now, self._pacer.ready_in(target, burst=burst))
             if wait <= 0:
-                await self._deliver(target, compose(fit_batch(self._store.riders(head, now))))
+                riders = await self._db(self._store.riders, head, now)
+                await self._deliver(target, compose(fit_batch(riders)))
                 return 0.0
             waits.append(wait)
         return min(waits) if waits else None
 
-    def _expire_mute(self) -> float | None:
+    async def _expire_mute(self) -> float | None:
         """Summarise held rows once the mute has run out; returns seconds it has left."""
-        left, summarised = self._store.expire_mute(time.time())
+        left, summarised = await self._db(self._store.expire_mute, time.time())
         if summarised is not None:
             log.info("outbox: mute expired, %d held alerts summarised", summarised)
         return left
@@ -264,21 +288,28 @@ class Notifier:
         except RetryLater as exc:
             self._pacer.hold(target, exc.seconds)
             log.warning("outbox: Telegram asked to wait %.1fs", exc.seconds)
-            self._store.set(
-                batch.rows, next_attempt_at=time.time() + exc.seconds, last_error=str(exc)
+            await self._db(
+                self._store.set,
+                batch.rows,
+                next_attempt_at=time.time() + exc.seconds,
+                last_error=str(exc),
             )
         except Undeliverable as exc:
-            self._give_up(batch, exc)
+            await self._give_up(batch, exc)
         except Exception as exc:
-            self._retry(batch, exc)
+            await self._retry(batch, exc)
         else:
             self._failure_streak = 0
             self._unrecorded = (batch, message_id, target)
-            self._record(batch, message_id, target)
+            await self._record(batch, message_id, target)
 
     async def _send(self, target: ChatTarget, batch: Batch) -> int:
         """Edit the incident's message if it has one, else send a new message."""
-        known = self._store.message_for(batch.key, target.chat_id) if batch.key else None
+        known = (
+            await self._db(self._store.message_for, batch.key, target.chat_id)
+            if batch.key
+            else None
+        )
         if known is not None:
             try:
                 await self._transport.edit(target, known, batch.message)
@@ -288,8 +319,8 @@ class Notifier:
                 return known
         return await self._transport.send(target, batch.message, silent=batch.silent)
 
-    def _record(self, batch: Batch, message_id: int, target: ChatTarget) -> None:
-        self._store.record(batch, message_id, target.chat_id)
+    async def _record(self, batch: Batch, message_id: int, target: ChatTarget) -> None:
+        await self._db(self._store.record, batch, message_id, target.chat_id)
         self._unrecorded = None
         self._settle(batch.rows, message_id)
 
@@ -300,7 +331,7 @@ class Notifier:
             if waiting is not None and not waiting.done():
                 waiting.set_result(message_id)
 
-    def _retry(self, batch: Batch, exc: Exception) -> None:
+    async def _retry(self, batch: Batch, exc: Exception) -> None:
         """Back off exponentially; an alert is never dropped for a transient failure.
 
         The wait grows with the chat's run of failures, not the row's: a lone
@@ -312,16 +343,16 @@ class Notifier:
         self._failure_streak += 1
         streak = self._failure_streak
         delay = 0.0 if streak == 1 else backoff(self._pacing, streak - 1)
-        self._store.retry_later(batch.rows, delay, str(exc) or type(exc).__name__)
+        await self._db(self._store.retry_later, batch.rows, delay, str(exc) or type(exc).__name__)
         log.warning("outbox: delivery failed (%s); retrying with backoff", exc)
 
-    def _give_up(self, batch: Batch, exc: Undeliverable) -> None:
+    async def _give_up(self, batch: Batch, exc: Undeliverable) -> None:
         """A merged message Telegram refuses is split up; a single refused alert fails."""
         if len(batch.rows) > 1:
             log.warning("outbox: merged message refused (%s); sending one by one", exc)
-            self._store.set(batch.rows, mergeable=False)
+            await self._db(self._store.set, batch.rows, mergeable=False)
             return
-        self._store.fail(batch.rows, str(exc))
+        await self._db(self._store.fail, batch.rows, str(exc))
         self._settle(batch.rows, None)
         log.error(
             "outbox: giving up on an undeliverable message (%s): %s",

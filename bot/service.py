@@ -62,7 +62,7 @@ class Service:
         note = downtime_note(previous, datetime.now(UTC), len(self.supervisor.reaped))
         hello = "\n".join(text for text in (hello, note) if text)
         if hello:
-            self.notifier.enqueue(_lifecycle(hello))
+            await self.notifier.enqueue(_lifecycle(hello))
 
     async def stop(self, goodbye: str | None = None, flush_timeout: float = 5.0) -> None:
         """Stop the workflows (their runs resume next start), say goodbye, flush, close."""
@@ -70,10 +70,10 @@ class Service:
         if self._forwarding is not None:
             await self._forwarding
         if goodbye:
-            self.notifier.enqueue(_lifecycle(goodbye))
+            await self.notifier.enqueue(_lifecycle(goodbye))
         await self.notifier.stop(flush_timeout)
         await self.lifecycle.stop()
-        self.engine.dispose()
+        await asyncio.to_thread(self.engine.dispose)  # closing a Postgres connection may block
 
 
 def _lifecycle(text: str) -> Alert:

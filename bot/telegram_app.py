@@ -252,7 +252,7 @@ class TelegramBot:
         actor = self.actor(update)
         age = (datetime.now(UTC) - message.date).total_seconds()
         if command in MUTATING and age > OFFLINE_AFTER_SECONDS:
-            reply = self.service.router.ignore_offline(command, args, actor, age)
+            reply = await self.service.router.ignore_offline(command, args, actor, age)
         else:
             reply = await self.service.router.handle(command, args, actor)
         await self._send(update, reply)
@@ -297,7 +297,7 @@ class TelegramBot:
         target = self._origin(update)
         if target is None or not reply.messages:
             return
-        delivered = self.service.notifier.reply(target, reply.messages)
+        delivered = await self.service.notifier.reply(target, reply.messages)
         if reply.updates is not None:
             follower = asyncio.create_task(self._follow(target, delivered, reply))
             self._followers.add(follower)
@@ -323,4 +323,4 @@ class TelegramBot:
         log.error("handler failed for %r", update, exc_info=context.error)
         target = self._origin(update) if isinstance(update, Update) else None
         if target is not None:
-            self.service.notifier.reply(target, [APOLOGY])
+            await self.service.notifier.reply(target, [APOLOGY])

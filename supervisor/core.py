@@ -364,6 +364,9 @@ class Supervisor:
         if expected == "hang":
             self._apply(runtime, after_hang or self._decide(runtime, "hang"), "hang")
         elif ended.clean:
+            if runtime.incident is not None:  # it came back and did its work
+                runtime.memory.restarts = 0
+                self._health.recover(runtime, utcnow())
             self._publish_finished(runtime)
             self._after_exit(runtime, "finished")
         else:

@@ -172,6 +172,14 @@ class HealthMonitor:
         up = (now - runtime.started_at).total_seconds()
         if came_up is None or came_up <= incident.since or up < self._settings.recovery_seconds:
             return
+        self.recover(runtime, now)
+
+    def recover(self, runtime: Runtime, now: datetime) -> None:
+        """End the open incident as recovered: its process came back (and may have finished)."""
+        incident = runtime.incident
+        if incident is None:
+            return
+        came_up = runtime.first_heartbeat or now
         runtime.incident = None
         runtime.healthy_since = now
         recovered = Recovered(
@@ -179,7 +187,7 @@ class HealthMonitor:
             time=now,
             incident=incident.id,
             # Down from the failure until the new process first heartbeat.
-            down_seconds=(came_up - incident.since).total_seconds(),
+            down_seconds=max((came_up - incident.since).total_seconds(), 0.0),
             cause=incident.cause,
             failures=incident.failures,
             last_detail=incident.last_detail,

@@ -110,7 +110,7 @@ async def test_alert_buttons_restart_tail_and_mute(tmp_path: Path) -> None:
         assert after.pid != before.pid
         assert "<b>worker</b> log" in (await press(rig, "tail:worker", error)).text
         assert "Muted for 1h" in (await press(rig, "mute:1h", error)).text
-        assert rig.bot.service.notifier.muted_until is not None
+        assert await rig.bot.service.notifier.muted_until() is not None
         assert len(rig.fake.answered_callbacks) == 3
 
 

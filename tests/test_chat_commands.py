@@ -121,10 +121,10 @@ async def test_tail_with_a_superscript_digit_gets_the_usage_line(
 async def test_mute_and_unmute(rig: BotRig) -> None:
     text = await rig.ask("/mute")
     assert "🔕 Muted for 1h" in text
-    assert rig.bot.service.notifier.muted_until is not None
+    assert await rig.bot.service.notifier.muted_until() is not None
     assert "Muted for 30m" in await rig.ask("/mute 30m")
     assert "Alerts on again" in await rig.ask("/unmute")
-    assert rig.bot.service.notifier.muted_until is None
+    assert await rig.bot.service.notifier.muted_until() is None
 
 
 async def test_tail_shows_the_last_lines_in_pre(rig: BotRig) -> None:

@@ -96,8 +96,9 @@ async def test_a_pid_file_that_cannot_be_written_means_could_not_start_and_no_pr
 
 async def test_an_error_written_while_nobody_watched_is_announced_at_the_next_start(
     tmp_path: Path,
+    control_db_url: str | None,
 ) -> None:
-    conf = settings(tmp_path)
+    conf = settings(tmp_path, db_url=control_db_url)
     flows = resolve(tmp_path, conf, table(tmp_path, "idle", autostart=False))
     write_state(tmp_path / "idle.db", LAST_ERROR_KEY, "old news")
     async with running(conf, flows):
@@ -143,8 +144,10 @@ async def test_a_state_database_that_cannot_be_read_is_its_own_condition_not_a_h
         await wait_for_event(sub, "state_readable", "steady", timeout=5)
 
 
-async def test_a_give_up_holds_across_supervisor_restarts_until_start(tmp_path: Path) -> None:
-    conf = settings(tmp_path)
+async def test_a_give_up_holds_across_supervisor_restarts_until_start(
+    tmp_path: Path, control_db_url: str | None
+) -> None:
+    conf = settings(tmp_path, db_url=control_db_url)
     flow = table(
         tmp_path,
         "doomed",
@@ -170,8 +173,9 @@ async def test_a_give_up_holds_across_supervisor_restarts_until_start(tmp_path: 
 
 async def test_an_open_incident_continues_after_a_restart_with_its_counts(
     tmp_path: Path,
+    control_db_url: str | None,
 ) -> None:
-    conf = settings(tmp_path, recovery_seconds=5)
+    conf = settings(tmp_path, db_url=control_db_url, recovery_seconds=5)
     flow = table(tmp_path, "flaky", plan={"beats": 2, "exit": 1}, restart_backoff_seconds=[30])
     flows = resolve(tmp_path, conf, flow)
     async with running(conf, flows) as (_sup, sub):

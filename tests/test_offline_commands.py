@@ -22,7 +22,7 @@ async def test_an_old_restart_is_ignored(tmp_path: Path) -> None:
         assert after.pid == before.pid
         assert "/restart → ignored" in await rig.ask("/status worker")
         assert "ignored" in await rig.ask("/mute 2h", date=old)
-        assert rig.bot.service.notifier.muted_until is None
+        assert await rig.bot.service.notifier.muted_until() is None
 
 
 async def test_an_old_status_is_answered(tmp_path: Path) -> None:

@@ -1,16 +1,14 @@
 """The control DB on Postgres, for several hosts sharing one history.
 
-Runs only when ``TEST_POSTGRES_URL`` names a database this test may fill
-(e.g. ``postgresql+psycopg://acp:acp@127.0.0.1/acp``, with the ``postgres``
-extra installed); a plain ``make test`` has no server and skips it.
+Runs when ``TEST_POSTGRES_URL`` names a server where the test may create a
+database of its own (the ``postgres_url`` fixture); ``.ci/run`` points it at
+the local server, and a machine without one skips these tests.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -22,11 +20,7 @@ from bot.transport import ChatTarget
 from supervisor.control import ControlDB, Memory
 from supervisor.events import Crashed
 
-URL = os.environ.get("TEST_POSTGRES_URL")
-pytestmark = [
-    pytest.mark.skipif(not URL, reason="set TEST_POSTGRES_URL to run against Postgres"),
-    pytest.mark.timeout(30),
-]
+pytestmark = pytest.mark.timeout(30)
 GROUP = -1001234567890  # a supergroup id: more than 32 bits
 
 
@@ -44,10 +38,10 @@ class Recorder:
         self.sent.append(message.text)
 
 
-async def test_events_memory_outbox_and_audit_on_postgres(tmp_path: Path) -> None:
-    assert URL
+async def test_events_memory_outbox_and_audit_on_postgres(postgres_url: str) -> None:
+    url = postgres_url
     name = f"wf-{uuid.uuid4().hex[:8]}"
-    control = ControlDB(URL)
+    control = ControlDB(url)
     now = datetime.now(UTC)
     crash = Crashed(
         workflow=name,
@@ -68,7 +62,7 @@ async def test_events_memory_outbox_and_audit_on_postgres(tmp_path: Path) -> Non
     )
     control.close()
 
-    engine = sa.create_engine(URL)
+    engine = sa.create_engine(url)
     audit = AuditLog(engine)
     audit.record(
         Actor(GROUP, 5_000_000_000, "alice"),
@@ -87,12 +81,12 @@ async def test_events_memory_outbox_and_audit_on_postgres(tmp_path: Path) -> Non
     notifier = Notifier(engine, transport, ChatTarget(GROUP), pacing=Pacing(0, 0, 1000))
     await notifier.start()
     key = f"incident:{name}"
-    notifier.enqueue(Alert(f"{name} crashed", key=key))
+    await notifier.enqueue(Alert(f"{name} crashed", key=key))
     assert await notifier.wait_idle(5)
-    notifier.enqueue(Alert(f"{name} restarted", key=key))
-    notifier.mute(datetime.now(UTC) + timedelta(hours=1))
-    notifier.enqueue(Alert(f"{name} held"))
-    assert notifier.unmute() == 1
+    await notifier.enqueue(Alert(f"{name} restarted", key=key))
+    await notifier.mute(datetime.now(UTC) + timedelta(hours=1))
+    await notifier.enqueue(Alert(f"{name} held"))
+    assert await notifier.unmute() == 1
     assert await notifier.wait_idle(5)
     await notifier.stop()
     engine.dispose()

@@ -33,6 +33,7 @@ from tests.bot_harness import (
     process_env,
     worker_table,
 )
+from tests.conditions import wait_until
 from tests.fakes.botapi import FakeBotAPI, SentMessage
 from tests.test_alert_delivery import TOKEN as TRANSPORT_TOKEN
 from tests.test_alert_delivery import Clock, fresh_transport
@@ -186,8 +187,8 @@ async def test_a_reply_overtakes_the_alerts_waiting_for_its_chat(
     async with fresh_transport(api) as transport:
         notifier = Notifier(engine, transport, chat, pacing=Pacing(per_chat_seconds=0.2))
         for n in range(10):
-            notifier.enqueue(Alert(f"alert {n}", mergeable=False))
-        delivered = notifier.reply(chat, [Message("pong 1"), Message("pong 2")])
+            await notifier.enqueue(Alert(f"alert {n}", mergeable=False))
+        delivered = await notifier.reply(chat, [Message("pong 1"), Message("pong 2")])
         await notifier.start()
         message_id = await asyncio.wait_for(delivered, 5)
         await notifier.stop(flush_timeout=0)
@@ -270,10 +271,3 @@ def test_a_reply_pending_at_kill_9_is_delivered_once_after_restart(
     assert code == 0, err
     assert "<b>2 workflows</b>" in reply.text
     assert len(fake.sent_matching(in_chat(COMMAND_CHAT))) == 1
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition never held"
-        await asyncio.sleep(0.01)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,28 @@ async def test_a_crash_loop_stays_one_incident_until_it_runs_stably(tmp_path: Pa
     assert "recovered" not in kinds
     assert kinds.count("crashed") == 4  # the first run and three restarts
     assert len(incidents - {None}) == 1
+
+
+async def test_an_incident_whose_restart_finishes_is_closed_and_not_reopened_by_a_restart(
+    tmp_path: Path,
+) -> None:
+    """A restarted process that finishes its work ended the outage: recovered, then finished."""
+    conf = settings(tmp_path, recovery_seconds=60)
+    crash_then_finish = [
+        sys.executable,
+        "-c",
+        "import os, sys; flag = os.environ['WORKFLOW_DB'] + '.ran';"
+        "first = not os.path.exists(flag); open(flag, 'w').close(); sys.exit(1 if first else 0)",
+    ]
+    flow = {"name": "once", "command": crash_then_finish, "restart_backoff_seconds": [0.05]}
+    flows = resolve(tmp_path, conf, flow)
+    async with running(conf, flows) as (_sup, sub):
+        crash = await wait_for_event(sub, "crashed", "once")
+        recovered = await wait_for_event(sub, "recovered", "once")
+        assert recovered.incident == crash.incident  # type: ignore[attr-defined]
+        await wait_for_event(sub, "finished", "once")
+    async with running(conf, flows) as (sup, sub):
+        events = await collect(sub, 0.5)
+        assert [e.kind for e in events if e.kind in ("restarted", "started")] == ["started"]
+        [status] = await sup.status("once")
+        assert status.restarts == 0

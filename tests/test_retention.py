@@ -40,8 +40,8 @@ def test_old_events_are_forgotten_recent_ones_kept(tmp_path: Path) -> None:
 async def test_old_delivered_alerts_are_forgotten_old_pending_ones_kept(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'control.db'}")
     notifier = Notifier(engine, Nowhere(), ChatTarget(1))
-    notifier.enqueue(Alert("delivered long ago"))
-    notifier.enqueue(Alert("never delivered"))
+    await notifier.enqueue(Alert("delivered long ago"))
+    await notifier.enqueue(Alert("never delivered"))
     long_ago = time.time() - KEEP_DELIVERED_SECONDS - 60
     with engine.begin() as conn:
         conn.execute(sa.update(outbox).values(created_at=long_ago))
