@@ -93,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.console:
             pinger = Pinger.configured(settings)
-            asyncio.run(_serve(lambda stop: run_console(supervisor, stop, pinger=pinger)))
+            alerting = settings.alerting
+            asyncio.run(
+                _serve(lambda stop: run_console(supervisor, stop, pinger=pinger, alerting=alerting))
+            )
         else:
             from bot.telegram_app import TelegramBot
 

@@ -2,30 +2,46 @@
 
 A command is a name and its arguments; the answer is a list of messages
 (long answers are split), plus, for ``/tail NAME follow``, a stream of
-updates the transport shows by editing one message. Bad arguments and
-unknown workflows get one line saying what would work.
+updates the transport shows by editing one message, and for ``/logs NAME`` a
+file. Bad arguments and unknown workflows get one line saying what would
+work; a command that needs a name and got none offers the names as buttons.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from bot.audit import Actor, AuditLog
-from bot.render import HELP, detail, names_message, overview, tail_message
+from bot.render import (
+    HELP,
+    detail,
+    greeting,
+    name_buttons,
+    name_picker,
+    names_message,
+    overview,
+    stop_button,
+    tail_message,
+)
 from bot.text import Message, esc, esc_clip, format_duration, parse_duration
+from bot.transport import Document
 from supervisor.api import SupervisorAPI, SupervisorError, UnknownWorkflow
 
 log = logging.getLogger("bot")
 
 TAIL_DEFAULT = 30
 TAIL_MAX = 200
+LOG_FILE_BYTES = 1024 * 1024  # /logs: enough to read the story, small enough for a phone
 DEFAULT_MUTE = "1h"
-MUTATING = frozenset({"start", "stop", "restart", "pause", "resume", "mute", "unmute"})
+MUTATING = frozenset({"start", "stop", "restart", "pause", "resume", "mute", "unmute", "ack"})
+NEEDS_NAME = frozenset({"start", "stop", "restart", "pause", "resume", "tail", "logs", "ack"})
 COMMANDS: dict[str, str] = {
     "status": "every workflow at a glance, or one in detail",
     "workflows": "the configured workflows",
@@ -35,20 +51,27 @@ COMMANDS: dict[str, str] = {
     "pause": "stop a workflow and keep it stopped",
     "resume": "resume a paused workflow",
     "tail": "the last log lines of a workflow",
-    "mute": "hold alerts for a while (default 1h)",
-    "unmute": "end the mute",
+    "logs": "the last 1 MB of a workflow's log, as a file",
+    "mute": "hold alerts of one workflow or all for a while (default 1h)",
+    "unmute": "end a mute",
+    "ack": "stop the reminders of a workflow that gave up",
     "help": "what the bot can do",
 }
 
 
 class Muter(Protocol):
-    """The outbox's mute; async because it lives in the control DB, off the event loop."""
+    """The outbox's mutes and reminders; async because they live in the control DB.
 
-    async def mute(self, until: datetime) -> None: ...
+    ``workflow`` None means every workflow (the chat's mute).
+    """
 
-    async def unmute(self) -> int: ...
+    async def mute(self, until: datetime, workflow: str | None = None) -> None: ...
 
-    async def muted_until(self) -> datetime | None: ...
+    async def unmute(self, workflow: str | None = None) -> int: ...
+
+    async def muted_until(self, workflow: str | None = None) -> datetime | None: ...
+
+    async def acknowledge(self, workflow: str) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +82,39 @@ class Follow:
     duration: float = 120.0
 
 
+@dataclass(frozen=True, slots=True)
+class FollowUpdate:
+    """One step of ``/tail NAME follow``.
+
+    ``message`` is the whole tail (Telegram edits the first message to it),
+    ``new_lines`` what was printed since the last step (the console prints
+    only those), ``ended`` why following stopped, on the last step.
+    """
+
+    message: Message
+    new_lines: tuple[str, ...]
+    ended: str | None = None
+
+
 @dataclass(slots=True)
 class Reply:
     messages: list[Message]
-    updates: AsyncIterator[Message] | None = None  # edits of the last message, for follow
+    updates: AsyncIterator[FollowUpdate] | None = None  # for follow: edits of the last message
+    key: str | None = None  # the outbox key the last message and its updates share
+    document: Document | None = None  # sent directly, not through the outbox (``/logs``)
 
 
 class Usage(Exception):
     """A wrong or missing argument; the text is the one line the user sees."""
+
+
+class NameMissing(Exception):
+    """A command that needs a workflow name got none; answered with the names as buttons."""
+
+    def __init__(self, command: str, usage: str) -> None:
+        super().__init__(usage)
+        self.command = command
+        self.usage = usage
 
 
 def command_name(word: str) -> str:
@@ -74,9 +122,30 @@ def command_name(word: str) -> str:
     return word.lstrip("/").split("@", 1)[0].lower()
 
 
-def _workflow_of(command: str, args: Sequence[str]) -> str | None:
-    """The workflow a command is about, for the audit log (``/mute 2h`` is about none)."""
-    return args[0] if args and command not in ("mute", "unmute") else None
+def addressee(word: str) -> str | None:
+    """``/status@other_bot`` -> ``other_bot``: the bot a command names, if it names one."""
+    _, at, bot = word.partition("@")
+    return bot if at else None
+
+
+def mutates(command: str, args: Sequence[str]) -> bool:
+    """Whether a command changes anything: ``/restart`` alone only offers the names."""
+    return command in MUTATING and (bool(args) or command not in NEEDS_NAME)
+
+
+def new_lines(previous: Sequence[str], current: Sequence[str]) -> list[str]:
+    """The lines of ``current`` printed after ``previous``, two tails of the same log.
+
+    The newest lines of ``previous`` that start ``current`` are the overlap;
+    what follows it is new. Repeated lines make it ambiguous, and the
+    longest overlap wins: a line repeated exactly may be missed, never
+    printed twice. No overlap: everything in ``current`` is new.
+    """
+    for start in range(len(previous)):
+        overlap = len(previous) - start
+        if list(current[:overlap]) == list(previous[start:]):
+            return list(current[overlap:])
+    return list(current)
 
 
 def line(text: str) -> Reply:
@@ -100,21 +169,24 @@ class CommandRouter:
         self.audit = audit
         self.follow = follow or Follow()
         self.clock = clock
+        self._follows: dict[int | None, _FollowStop] = {}  # chat -> its one live follow
 
     async def handle(self, command: str, args: Sequence[str], actor: Actor) -> Reply:
         """Run one command; never raises (errors become a short apology line)."""
         command = command_name(command)
         args = [arg for arg in args if arg]
         try:
-            reply = await self._dispatch(command, list(args))
+            reply = await self._dispatch(command, list(args), actor)
             outcome, detail_text = "ok", reply.messages[0].text if reply.messages else ""
+        except NameMissing as exc:
+            reply, outcome, detail_text = Reply([self._picker(exc)]), "ok", exc.usage
         except (Usage, SupervisorError) as exc:
             reply, outcome, detail_text = line(esc_clip(str(exc), 1000)), "refused", str(exc)
         except Exception as exc:
             log.exception("command /%s %s failed", command, " ".join(args))
             reply = line(f"Sorry, /{esc(command)} failed: {esc(type(exc).__name__)}. It is logged.")
             outcome, detail_text = "failed", repr(exc)
-        if command in MUTATING or outcome != "ok":
+        if mutates(command, args) or outcome != "ok":
             await self._audit(actor, command, list(args), outcome=outcome, text=detail_text)
         return reply
 
@@ -138,7 +210,7 @@ class CommandRouter:
         text: str,
     ) -> None:
         """Record the command in a thread: the control DB may be slow or locked."""
-        workflow = _workflow_of(command, args)
+        workflow = self._workflow_of(command, args)
         try:
             await asyncio.to_thread(
                 self.audit.record,
@@ -152,8 +224,16 @@ class CommandRouter:
         except Exception:
             log.exception("audit log write failed")
 
-    async def _dispatch(self, command: str, args: list[str]) -> Reply:
+    def _workflow_of(self, command: str, args: Sequence[str]) -> str | None:
+        """The workflow a command is about, for the audit log (``/mute 2h`` is about none)."""
+        if not args or (command in ("mute", "unmute") and args[0] not in self.api.names):
+            return None
+        return args[0]
+
+    async def _dispatch(self, command: str, args: list[str], actor: Actor) -> Reply:
         match command:
+            case "start" if not args:
+                return Reply([greeting(await self.api.status())])
             case "status":
                 return await self._status(args)
             case "workflows":
@@ -161,16 +241,17 @@ class CommandRouter:
             case "start" | "stop" | "restart" | "pause" | "resume":
                 return await self._control(command, args)
             case "tail":
-                return await self._tail(args)
+                return await self._tail(args, actor)
+            case "unfollow":
+                return self._unfollow(args, actor)
+            case "logs":
+                return await self._logs(args)
             case "mute":
                 return await self._mute(args)
             case "unmute":
-                held = await self.muter.unmute()
-                return line(
-                    f"🔔 Alerts on again. {held} held alerts summarised."
-                    if held
-                    else "🔔 Alerts on again."
-                )
+                return await self._unmute(args)
+            case "ack":
+                return await self._ack(args)
             case "help":
                 return line(HELP)
             case _:
@@ -178,16 +259,20 @@ class CommandRouter:
 
     def _name(self, command: str, args: list[str], extra: str = "") -> str:
         if not args:
-            known = ", ".join(self.api.names) or "none configured"
-            raise Usage(f"usage: /{command} NAME{extra} (workflows: {known})")
+            raise NameMissing(command, f"usage: /{command} NAME{extra}")
         name = args[0]
         if name not in self.api.names:
             raise UnknownWorkflow(name, self.api.names)
         return name
 
+    def _picker(self, missing: NameMissing) -> Message:
+        return name_picker(missing.command, self.api.names, missing.usage)
+
     async def _status(self, args: list[str]) -> Reply:
         if not args:
-            return Reply(overview(await self.api.status()))
+            messages = overview(statuses := await self.api.status())
+            buttons, _ = name_buttons("status", [status.name for status in statuses])
+            return Reply([*messages[:-1], replace(messages[-1], buttons=buttons)])
         name = self._name("status", args)
         [status] = await self.api.status(name)
         events = await self.api.recent_events(name, 5)
@@ -210,43 +295,141 @@ class CommandRouter:
         pid = f" (pid {status.pid})" if status.pid else ""
         return line(f"<b>{esc(name)}</b> {done}{pid}")
 
-    async def _tail(self, args: list[str]) -> Reply:
+    async def _tail(self, args: list[str], actor: Actor) -> Reply:
         name = self._name("tail", args, " [LINES|follow]")
         option = args[1].lower() if len(args) > 1 else str(TAIL_DEFAULT)
         if option == "follow":
-            lines = await self.api.tail(name, TAIL_DEFAULT)
-            first = tail_message(name, lines, following=" (following)")
-            return Reply([first], self._follow(name))
+            return await self._start_follow(name, actor.chat_id)
         # isdecimal, not isdigit: '²' is a digit that int() refuses.
-        if not option.isdecimal() or not 1 <= int(option) <= TAIL_MAX:
+        if not option.isdecimal() or int(option) < 1:
             raise Usage(
                 f"usage: /tail NAME [LINES] with LINES from 1 to {TAIL_MAX}, or /tail NAME follow"
             )
-        return Reply([tail_message(name, await self.api.tail(name, int(option)))])
+        note = ""
+        if int(option) > TAIL_MAX:
+            note = f" (the last {TAIL_MAX}, the most a message shows; /logs {esc(name)} has more)"
+        lines = await self.api.tail(name, min(int(option), TAIL_MAX))
+        return Reply([tail_message(name, lines, following=note)])
 
-    async def _follow(self, name: str) -> AsyncIterator[Message]:
-        """An update every ``follow.every`` seconds; the last one says following stopped."""
+    async def _start_follow(self, name: str, chat: int | None) -> Reply:
+        """Follow ``name`` in ``chat``, ending the chat's earlier follow: one per chat."""
+        self._end_follow(chat, "another follow started")
+        stop = self._follows[chat] = _FollowStop(name)
+        lines = await self.api.tail(name, TAIL_DEFAULT)
+        first = _following(name, lines, " (following)")
+        key = f"follow:{chat}:{uuid.uuid4().hex[:12]}"  # new per follow: its own message to edit
+        return Reply([first], self._follow(name, chat, lines, stop), key=key)
+
+    def _end_follow(self, chat: int | None, reason: str, name: str | None = None) -> bool:
+        """Ask the chat's follow (of ``name``, if given) to stop; False if there is none."""
+        stop = self._follows.get(chat)
+        if stop is None or (name is not None and stop.name != name):
+            return False
+        stop.end(reason)
+        return True
+
+    def _unfollow(self, args: list[str], actor: Actor) -> Reply:
+        """The Stop button: the follow's last update says it stopped, no other reply."""
+        if self._end_follow(actor.chat_id, "stopped", args[0] if args else None):
+            return Reply([])
+        return line("Nothing is being followed here.")
+
+    async def _follow(
+        self, name: str, chat: int | None, lines: list[str], stop: _FollowStop
+    ) -> AsyncIterator[FollowUpdate]:
+        """An update every ``follow.every`` seconds until time is up or the follow is stopped."""
         loop = asyncio.get_running_loop()
         end = loop.time() + self.follow.duration
-        while True:
-            await asyncio.sleep(self.follow.every)
-            left = end - loop.time()
-            last = left < self.follow.every
-            note = " (stopped following)" if last else f" (following, {format_duration(left)} left)"
-            yield tail_message(name, await self.api.tail(name, TAIL_DEFAULT), following=note)
-            if last:
-                return
+        previous = lines
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.follow.every):
+                        await stop.ended.wait()
+                left = end - loop.time()
+                ended = stop.reason or ("time is up" if left < self.follow.every else None)
+                current = await self.api.tail(name, TAIL_DEFAULT)
+                fresh = tuple(new_lines(previous, current))
+                if ended is not None:
+                    note = f" (stopped following: {esc(ended)})"
+                    yield FollowUpdate(tail_message(name, current, following=note), fresh, ended)
+                    return
+                note = f" (following, {format_duration(left)} left)"
+                yield FollowUpdate(_following(name, current, note), fresh)
+                previous = current
+        finally:
+            if self._follows.get(chat) is stop:
+                del self._follows[chat]
+
+    async def _logs(self, args: list[str]) -> Reply:
+        name = self._name("logs", args)
+        data = await self.api.log_bytes(name, LOG_FILE_BYTES)
+        if not data:
+            return line(f"<b>{esc(name)}</b> has printed nothing yet.")
+        caption = (
+            f"<b>{esc(name)}</b>: the last {_size(len(data))} of its log "
+            f"(at most {_size(LOG_FILE_BYTES)}, from the start of a line)"
+        )
+        return Reply([], document=Document(f"{name}.log", data, caption))
 
     async def _mute(self, args: list[str]) -> Reply:
-        if len(args) > 1:
-            raise Usage("usage: /mute [DURATION], like /mute 30m or /mute 2h")
+        """``/mute [NAME] [DURATION]``: one workflow, or all of them, for a while."""
+        workflow = args[0] if args and args[0] in self.api.names else None
+        durations = args[1:] if workflow else args
+        if len(durations) > 1:
+            raise Usage("usage: /mute [NAME] [DURATION], like /mute 30m or /mute NAME 2h")
         try:
-            seconds = parse_duration(args[0] if args else DEFAULT_MUTE)
+            seconds = parse_duration(durations[0] if durations else DEFAULT_MUTE)
         except ValueError as exc:
             raise Usage(str(exc)) from exc
         until = self.clock() + timedelta(seconds=seconds)
-        await self.muter.mute(until)
+        await self.muter.mute(until, workflow)
+        what = f"<b>{esc(workflow)}</b> muted" if workflow else "Muted"
         return line(
-            f"🔕 Muted for {format_duration(seconds)} (until {until:%H:%M} UTC). "
+            f"🔕 {what} for {format_duration(seconds)} (until {until:%H:%M} UTC). "
             "Hangs and give-ups still come through; the rest is summarised at the end."
         )
+
+    async def _unmute(self, args: list[str]) -> Reply:
+        """``/unmute [NAME]``: end one workflow's mute, or the chat's."""
+        if len(args) > 1:
+            raise Usage("usage: /unmute [NAME]")
+        workflow = self._name("unmute", args) if args else None
+        held = await self.muter.unmute(workflow)
+        what = f"<b>{esc(workflow)}</b>: alerts" if workflow else "Alerts"
+        summary = f" {held} held alerts summarised." if held else ""
+        return line(f"🔔 {what} on again.{summary}")
+
+    async def _ack(self, args: list[str]) -> Reply:
+        """``/ack NAME`` (the Ack button): stop repeating the workflow's give-up."""
+        name = self._name("ack", args)
+        if await self.muter.acknowledge(name):
+            return line(f"👍 <b>{esc(name)}</b> acknowledged: its give-up is not repeated.")
+        return line(f"<b>{esc(name)}</b> has no give-up waiting to be acknowledged.")
+
+
+@dataclass(slots=True)
+class _FollowStop:
+    """How a follow is told to stop (Stop, or another follow in its chat), and why."""
+
+    name: str
+    reason: str | None = None
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def end(self, reason: str) -> None:
+        self.reason = reason
+        self.ended.set()
+
+
+def _following(name: str, lines: Sequence[str], note: str) -> Message:
+    """A tail being followed: its only button stops it."""
+    return replace(tail_message(name, lines, following=note), buttons=(stop_button(name),))
+
+
+def _size(count: int) -> str:
+    """``512 bytes``, ``312 KB``, ``1.0 MB`` (from 1000 KB: a cut megabyte is not "1023 KB")."""
+    if count < 1024:
+        return f"{count} bytes"
+    if count < 1000 * 1024:
+        return f"{count // 1024} KB"
+    return f"{count / (1024 * 1024):.1f} MB"

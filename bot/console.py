@@ -13,10 +13,11 @@ import threading
 from typing import TextIO
 
 from bot.audit import CONSOLE
-from bot.commands import Reply
+from bot.commands import Follow, Reply
 from bot.healthcheck import Pinger
 from bot.outbox import Pacing
 from bot.service import Service
+from bot.settings import Alerting
 from bot.transport import ChatTarget, ConsoleTransport
 from supervisor.core import Supervisor
 
@@ -35,14 +36,25 @@ def _read_lines(
 async def run_console(
     supervisor: Supervisor,
     stop: asyncio.Event,
+    *,
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
     pinger: Pinger | None = None,
+    follow: Follow | None = None,
+    alerting: Alerting | None = None,
 ) -> None:
     """Serve commands from ``stdin`` until it ends or ``stop`` is set."""
-    transport = ConsoleTransport(stdout or sys.stdout)
+    transport = ConsoleTransport(stdout or sys.stdout, logs_dir=supervisor.settings.logs_dir)
     pacing = Pacing(per_chat_seconds=0, per_group_seconds=0, gather_seconds=0)
-    service = Service(supervisor, transport, CONSOLE_TARGET, pacing=pacing, pinger=pinger)
+    service = Service(
+        supervisor,
+        transport,
+        CONSOLE_TARGET,
+        pacing=pacing,
+        follow=follow,
+        pinger=pinger,
+        alerting=alerting,
+    )
     await service.start()
     print(PROMPT_HINT, file=transport.stream, flush=True)
     lines: asyncio.Queue[str | None] = asyncio.Queue()
@@ -69,6 +81,8 @@ async def run_console(
         reply = await service.router.handle(words[0], words[1:], CONSOLE)
         for message in reply.messages:
             transport.show(message)
+        if reply.document is not None:
+            await transport.send_document(CONSOLE_TARGET, reply.document)
         if reply.updates is not None:
             task = asyncio.create_task(_follow(transport, reply))
             followers.add(task)
@@ -80,6 +94,10 @@ async def run_console(
 
 
 async def _follow(transport: ConsoleTransport, reply: Reply) -> None:
+    """A terminal keeps what it printed: only the lines new since the last update go out."""
     assert reply.updates is not None
-    async for message in reply.updates:
-        transport.show(message, prefix="~ ")
+    async for update in reply.updates:
+        for text in update.new_lines:
+            print(f"~ {text}", file=transport.stream, flush=True)
+        if update.ended is not None:
+            print(f"~ (stopped following: {update.ended})", file=transport.stream, flush=True)

@@ -6,8 +6,17 @@ One worker task delivers the rows, paced for Telegram's limits
 (``bot.pacing``) with one pacer for alerts and replies alike, retrying 429s
 (after their ``retry_after``), 5xx and network errors forever, coalescing
 bursts of alerts into few messages, editing one message per incident key, and
-holding non-critical alerts while the chat is muted. A 400 or 403 is given up
-and logged.
+holding non-critical alerts while the chat, or their workflow, is muted. A 400
+or 403 is given up and logged.
+
+What an alert says about time is added at send time (``bot.notices``): one
+that arrives more than 30 s after its event says when it happened, in the
+configured zone. An alert to repeat until acknowledged (a give-up) is
+reminded of loudly every period until ``acknowledge``; the reminders are
+rows, so they outlive a restart. Sound is the alert's own: the outbox never
+makes an alert louder or quieter for its timing or for what it replaced. What
+it does not promise: an edit of an incident's message never rings (Telegram
+edits are silent), so an alert that must ring needs a key of its own.
 
 Each chat is a line of its own, first in first out, except that a reply goes
 before the alerts waiting for its chat and may burst a little ahead of the
@@ -47,12 +56,14 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from functools import partial
 from typing import ParamSpec, TypeVar
 
 import sqlalchemy as sa
 
+from bot.notices import SendTime
 from bot.outbox_store import Alert, OutboxStore
 from bot.pacing import Batch, OutboxRow, Pacer, Pacing, backoff, compose, first_line, fit_batch
 from bot.text import Message
@@ -65,7 +76,7 @@ from bot.transport import (
     Undeliverable,
 )
 
-__all__ = ["Alert", "Notifier", "Pacing"]
+__all__ = ["Alert", "Mute", "Notifier", "Pacing"]
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +90,25 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class Mute:
+    """A mute in force: of one workflow's alerts, or of all (``workflow`` None), until when."""
+
+    workflow: str | None
+    until: datetime
+
+
+def _when(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
 class Notifier:
-    """The durable outbox and its single delivery worker: alerts to ``target``, replies anywhere."""
+    """The durable outbox and its single delivery worker: alerts to ``target``, replies anywhere.
+
+    ``clock`` (epoch seconds) decides when rows are due, late, muted or to
+    be reminded of, so tests move time instead of waiting; ``timezone`` is
+    the one the chat's times are shown in (``ALERT_TIMEZONE``).
+    """
 
     def __init__(
         self,
@@ -89,8 +117,12 @@ class Notifier:
         target: ChatTarget,
         *,
         pacing: Pacing = DEFAULT_PACING,
+        clock: Callable[[], float] = time.time,
+        timezone: tzinfo = UTC,
     ) -> None:
-        self._store = OutboxStore(engine, pacing.gather_seconds)
+        self._store = OutboxStore(engine, pacing.gather_seconds, clock=clock, timezone=timezone)
+        self._clock = clock
+        self._tz = timezone
         self._transport = transport
         self._target = target
         self._pacing = pacing
@@ -110,7 +142,7 @@ class Notifier:
     async def start(self) -> None:
         """Create the tables if needed and start the worker; old pending rows go out too."""
         await self._db(
-            self._store.forget_delivered, older_than=time.time() - KEEP_DELIVERED_SECONDS
+            self._store.forget_delivered, older_than=self._clock() - KEEP_DELIVERED_SECONDS
         )
         if self._task is None or self._task.done():
             self._stopping = False
@@ -160,19 +192,25 @@ class Notifier:
         self._wake.set()
 
     async def reply(
-        self, target: ChatTarget, messages: Sequence[Message]
+        self, target: ChatTarget, messages: Sequence[Message], key: str | None = None
     ) -> asyncio.Future[int | None]:
         """Commit a command's reply to ``target`` (before returning) and wake the worker.
 
         The future gets the message id of the reply's last message once it is
-        sent (``/tail NAME follow`` edits it), or None if Telegram refused it.
-        If the DB refuses the write, the reply waits in memory as an alert would.
+        sent, or None if Telegram refused it. With ``key`` the last message
+        is edited by the next reply with that key, or replaced while it still
+        waits (``/tail NAME follow``'s updates, paced like every message); the
+        replaced reply's future is cancelled. If the DB refuses the write, the
+        reply waits in memory as an alert would.
         """
         delivered: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
 
         async def save() -> None:
-            ids = await self._db(self._store.save_reply, target, messages)
+            ids = await self._db(self._store.save_reply, target, messages, key)
             if ids:
+                replaced = self._waiting.pop(ids[-1], None)
+                if replaced is not None:
+                    replaced.cancel()
                 self._waiting[ids[-1]] = delivered
 
         await self._save(save, "a reply")
@@ -192,21 +230,38 @@ class Notifier:
             await self._unsaved[0]()
             self._unsaved.popleft()
 
-    async def mute(self, until: datetime) -> None:
-        """Hold non-critical alerts until ``until`` (naive means local time); persisted."""
-        await self._db(self._store.mute, until)
+    async def mute(self, until: datetime, workflow: str | None = None) -> None:
+        """Hold non-critical alerts (of ``workflow`` only, if given) until ``until``; persisted.
+
+        A naive ``until`` means the server's local time.
+        """
+        await self._db(self._store.mute, until, workflow)
         self._wake.set()
 
-    async def unmute(self) -> int:
-        """End the mute; returns how many held alerts the enqueued summary covers."""
-        count = await self._db(self._store.unmute)
+    async def unmute(self, workflow: str | None = None) -> int:
+        """End ``workflow``'s mute, or (None) every mute; returns how many items the summary lists.
+
+        The alerts no mute holds any more are summarised; those of a workflow
+        still muted on its own stay held.
+        """
+        count = await self._db(self._store.unmute, workflow)
         self._wake.set()
         return count
 
-    async def muted_until(self) -> datetime | None:
-        """When the mute ends; None when alerts are not muted."""
-        until = await self._db(self._store.muted_until)
-        return datetime.fromtimestamp(until, UTC) if until > time.time() else None
+    async def muted_until(self, workflow: str | None = None) -> datetime | None:
+        """When ``workflow``'s alerts (None: alerts of no workflow) flow again; None if they do."""
+        until = (await self._db(self._store.mutes)).until(workflow)
+        return None if until is None else _when(until)
+
+    async def mutes(self) -> list[Mute]:
+        """The mutes in force, everything's first, then by workflow (for ``/status``)."""
+        mutes = await self._db(self._store.mutes)
+        every = [] if mutes.everything is None else [Mute(None, _when(mutes.everything))]
+        return every + [Mute(name, _when(end)) for name, end in sorted(mutes.workflows.items())]
+
+    async def acknowledge(self, workflow: str) -> int:
+        """Stop repeating ``workflow``'s unacknowledged alerts; returns how many reminders ended."""
+        return await self._db(self._store.acknowledge, workflow)
 
     async def wait_idle(self, timeout: float) -> bool:  # noqa: ASYNC109 - part of the interface
         """True once nothing is pending (held rows don't count); False after ``timeout``."""
@@ -261,22 +316,24 @@ class Notifier:
             await self._record(*self._unrecorded)
         await self._save_unsaved()
         mute_left = await self._expire_mute()
-        waits = [] if mute_left is None else [mute_left]
-        now = time.time()
+        reminder_in = await self._db(self._store.remind, self._clock())
+        waits = [wait for wait in (mute_left, reminder_in) if wait is not None]
+        now = self._clock()
         for head in await self._db(self._store.heads):
             target = head.target or self._target
             burst = self._pacing.reply_burst if head.urgent else 1
             wait = max(head.due_at - now, self._pacer.ready_in(target, burst=burst))
             if wait <= 0:
                 riders = await self._db(self._store.riders, head, now)
-                await self._deliver(target, compose(fit_batch(riders)))
+                shown = SendTime(self._clock(), self._tz).shown
+                await self._deliver(target, compose(fit_batch(riders, shown), shown))
                 return 0.0
             waits.append(wait)
         return min(waits) if waits else None
 
     async def _expire_mute(self) -> float | None:
         """Summarise held rows once the mute has run out; returns seconds it has left."""
-        left, summarised = await self._db(self._store.expire_mute, time.time())
+        left, summarised = await self._db(self._store.expire_mute, self._clock())
         if summarised is not None:
             log.info("outbox: mute expired, %d held alerts summarised", summarised)
         return left
@@ -291,7 +348,7 @@ class Notifier:
             await self._db(
                 self._store.set,
                 batch.rows,
-                next_attempt_at=time.time() + exc.seconds,
+                next_attempt_at=self._clock() + exc.seconds,
                 last_error=str(exc),
             )
         except Undeliverable as exc:

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from bot.text import TELEGRAM_LIMIT, Button, Message, clip, esc
 from bot.transport import ChatTarget, html_to_text
@@ -24,6 +25,9 @@ GLOBAL_WINDOW_SECONDS = 1.0
 BLANK_LINE = "\n\n"
 SUMMARY_LINE_LIMIT = 200
 SUMMARY_TAIL_RESERVE = 40  # room for the "… and K more" line
+# Telegram's inline keyboard limits.
+MAX_CALLBACK_BYTES = 64
+MAX_BUTTONS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +104,15 @@ class OutboxRow:
     target: ChatTarget | None = None  # None: the alert chat
     urgent: bool = False  # a command's reply: before alerts, and may burst (``Pacing``)
     due_at: float = 0.0  # epoch seconds it may be tried
+    workflow: str | None = None  # whose alert: a merged message gives its buttons a row
+    happened_at: float | None = None  # epoch seconds of its event: a late one says when
 
     @property
     def merges(self) -> bool:
         return self.mergeable and self.key is None
+
+
+Shown: TypeAlias = Callable[[OutboxRow], str]  # a row's text as it goes out
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +138,16 @@ def _header(count: int) -> str:
     return f"<b>{count} alerts</b>"
 
 
-def fit_batch(rows: Sequence[OutboxRow]) -> list[OutboxRow]:
-    """The leading rows whose texts fit one message under a count header."""
+def as_written(row: OutboxRow) -> str:
+    return row.text
+
+
+def fit_batch(rows: Sequence[OutboxRow], shown: Shown = as_written) -> list[OutboxRow]:
+    """The leading rows whose texts, as ``shown``, fit one message under a count header."""
     kept = [rows[0]]
-    size = len(rows[0].text)
+    size = len(shown(rows[0]))
     for row in rows[1:]:
-        grown = size + len(BLANK_LINE) + len(row.text)
+        grown = size + len(BLANK_LINE) + len(shown(row))
         if len(_header(len(kept) + 1)) + len(BLANK_LINE) + grown > TELEGRAM_LIMIT:
             break
         kept.append(row)
@@ -142,13 +155,41 @@ def fit_batch(rows: Sequence[OutboxRow]) -> list[OutboxRow]:
     return kept
 
 
-def compose(rows: Sequence[OutboxRow]) -> Batch:
-    """The message for ``rows``: the alert itself, or a merged list without buttons."""
+def compose(rows: Sequence[OutboxRow], shown: Shown = as_written) -> Batch:
+    """The message for ``rows``: the alert itself, or a merged list that keeps their buttons.
+
+    ``shown`` is a row's text as it goes out (``bot.notices.SendTime`` adds
+    when a late alert happened). The message is loud iff one of its alerts is:
+    sound follows severity, never how alerts were grouped.
+    """
+    silent = not any(row.loud for row in rows)
     if len(rows) == 1:
         row = rows[0]
-        return Batch(tuple(rows), Message(row.text, decode_buttons(row.buttons)), not row.loud)
-    text = BLANK_LINE.join([_header(len(rows)), *(row.text for row in rows)])
-    return Batch(tuple(rows), Message(text), not any(row.loud for row in rows))
+        return Batch(tuple(rows), Message(shown(row), decode_buttons(row.buttons)), silent)
+    text = BLANK_LINE.join([_header(len(rows)), *(shown(row) for row in rows)])
+    return Batch(tuple(rows), Message(text, merged_buttons(rows)), silent)
+
+
+def merged_buttons(rows: Sequence[OutboxRow]) -> tuple[Button, ...]:
+    """Each merged alert's buttons, grouped by workflow, within Telegram's limits.
+
+    ``bot.transport.button_rows`` lays neighbours acting on one workflow out
+    as a row, so the groups become one row per workflow. A button is labelled
+    with its workflow (two "Restart" buttons in one message must say which is
+    which), repeats are shown once, and what Telegram would refuse is left
+    out rather than failing the message: ``callback_data`` over 64 bytes, or
+    more than 100 buttons in all.
+    """
+    by_workflow: dict[str | None, list[Button]] = {}
+    for row in rows:
+        group = by_workflow.setdefault(row.workflow, [])
+        for button in decode_buttons(row.buttons):
+            label = f"{button.label} {row.workflow}" if row.workflow else button.label
+            labelled = Button(label, button.data)
+            if len(button.data.encode()) <= MAX_CALLBACK_BYTES and labelled not in group:
+                group.append(labelled)
+    flat = [button for group in by_workflow.values() for button in group]
+    return tuple(flat[:MAX_BUTTONS])
 
 
 def summary_text(texts: Sequence[str]) -> str:

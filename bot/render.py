@@ -8,6 +8,7 @@ before escaping (``esc_clip``), so a cut never splits an entity or a tag.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -22,19 +23,8 @@ from bot.text import (
     format_duration,
 )
 from supervisor.control import EventRecord
-from supervisor.events import WorkflowStatus
+from supervisor.events import LIVE_STATES, STATE_LABELS, WorkflowStatus, own_word
 
-ICONS = {
-    "starting": "🟡",
-    "running": "🟢",
-    "hung": "⏳",
-    "backoff": "🔁",
-    "stopped": "⏹",
-    "paused": "⏸",
-    "finished": "✅",
-    "crashed": "💥",
-    "gave_up": "🛑",
-}
 SUMMARY_IN_LIST = 80
 NAME_IN_LIST = 64  # the config's name limit; anything longer is clipped, not trusted
 STATUS_IN_LIST = 40
@@ -47,22 +37,23 @@ PRE_OVERHEAD = len("<pre></pre>")
 ERROR_HEADING = "\n\n<b>last error</b>\n"
 
 
-def icon(status: WorkflowStatus) -> str:
-    if status.status == "error" and status.state in ("running", "starting"):
-        return "❗"
-    return ICONS.get(status.state, "•")
-
-
 def _age(seconds: float | None) -> str:
     return "never" if seconds is None else f"{format_duration(seconds)} ago"
 
 
 def status_line(status: WorkflowStatus) -> str:
-    name = esc_clip(status.name, NAME_IN_LIST)
-    parts = [
-        f"{icon(status)} <b>{name}</b> {esc_clip(status.status or status.state, STATUS_IN_LIST)}"
-    ]
-    if status.state not in ("stopped", "finished", "paused"):
+    """``🟢 api running · says error · ♥ 12s ago · ↻2 — summary``.
+
+    The state is the supervisor's; what the workflow says of itself
+    (``supervisor.status``) and its heartbeat are shown only beside a live
+    process, so a gone process never looks alive.
+    """
+    icon, word = STATE_LABELS[status.state]
+    parts = [f"{icon} <b>{esc_clip(status.name, NAME_IN_LIST)}</b> {word}"]
+    says = own_word(status.state, status.status)
+    if says:
+        parts.append(f"says {esc_clip(says, STATUS_IN_LIST)}")
+    if status.state in LIVE_STATES:
         parts.append(f"♥ {_age(status.heartbeat_age)}")
     if status.restarts:
         parts.append(f"↻{status.restarts}")
@@ -92,12 +83,12 @@ def pack(blocks: Sequence[str], header: str = "") -> list[Message]:
     return messages
 
 
-def overview(statuses: Sequence[WorkflowStatus], *, digest: bool = False) -> list[Message]:
+def overview(statuses: Sequence[WorkflowStatus]) -> list[Message]:
     """One line per workflow, split over as many messages as it takes."""
     if not statuses:
         return [Message("No workflows configured.")]
     count = len(statuses)
-    header = f"<b>{count} workflow{'' if count == 1 else 's'}</b>" + (" · digest" if digest else "")
+    header = f"<b>{count} workflow{'' if count == 1 else 's'}</b>"
     return pack([status_line(status) for status in statuses], header=header)
 
 
@@ -105,10 +96,8 @@ def detail(
     status: WorkflowStatus, events: Sequence[EventRecord], audit: Sequence[str], now: datetime
 ) -> Message:
     lines = [status_line(status)]
-    lines.append(
-        f"state: {esc_clip(status.state, STATUS_IN_LIST)}"
-        + (f" · pid {status.pid}" if status.pid else "")
-    )
+    if status.pid:
+        lines.append(f"pid {status.pid}")
     if status.started_at and status.pid:
         lines.append(f"uptime: {format_duration((now - status.started_at).total_seconds())}")
     lines.append(f"restarts: {status.restarts}/{status.max_restarts}")
@@ -175,8 +164,8 @@ def names_message(statuses: Sequence[WorkflowStatus]) -> Message:
 
 
 def _name_line(status: WorkflowStatus) -> str:
-    name = esc_clip(status.name, NAME_IN_LIST)
-    return f"{icon(status)} <code>{name}</code> {esc_clip(status.state, STATUS_IN_LIST)}"
+    icon, word = STATE_LABELS[status.state]
+    return f"{icon} <code>{esc_clip(status.name, NAME_IN_LIST)}</code> {word}"
 
 
 HELP = """<b>Commands</b>
@@ -184,7 +173,64 @@ HELP = """<b>Commands</b>
 /workflows – the configured names
 /start name · /stop name · /restart name
 /pause name · /resume name – pause survives restarts
-/tail name [lines|follow] – the last log lines (default 30, max 200)
-/mute [duration] – hold alerts (30m, 2h; default 1h); hangs and give-ups still come
-/unmute – end the mute and get a summary
-/help – this list"""
+/tail name [lines|follow] – the last log lines (default 30, at most 200)
+/logs name – the last 1 MB of the log, as a file
+/mute [name] [duration] – hold alerts, of one workflow or all (30m, 2h; default 1h); \
+hangs and give-ups still come
+/unmute [name] – end the mute and get a summary
+/ack name – stop the reminders of a give-up
+/help – this list
+A command without its name offers the names as buttons."""
+
+
+def overview_counts(statuses: Sequence[WorkflowStatus]) -> str:
+    """``3 ok · 1 gave up · 1 crashed``: the whole fleet in one line, for a phone's first look."""
+    counts = Counter(status.state for status in statuses)
+    words = [
+        f"{counts[state]} {'ok' if state == 'running' else word}"  # the one summary word
+        for state, (_icon, word) in STATE_LABELS.items()
+        if counts[state]
+    ]
+    return " · ".join(words) or "no workflows configured"
+
+
+CALLBACK_DATA_LIMIT = 64  # bytes, Telegram's limit for a button's data
+BUTTON_LIMIT = 100  # buttons in one message, Telegram's limit
+
+
+def name_buttons(
+    action: str, names: Sequence[str], *, room: int = BUTTON_LIMIT
+) -> tuple[tuple[Button, ...], int]:
+    """One ``action:NAME`` button per workflow, and how many names got none.
+
+    A name whose data would pass Telegram's 64 bytes, or past ``room``
+    buttons, gets no button: Telegram would refuse the whole message.
+    """
+    fitting = [name for name in names if len(f"{action}:{name}".encode()) <= CALLBACK_DATA_LIMIT]
+    buttons = tuple(Button(name, f"{action}:{name}") for name in fitting[:room])
+    return buttons, len(names) - len(buttons)
+
+
+def name_picker(command: str, names: Sequence[str], usage: str) -> Message:
+    """The answer to a command that needs a name and got none: the usage line and the names."""
+    if not names:
+        return Message(esc(f"{usage} (no workflows configured)"))
+    buttons, left = name_buttons(command, names)
+    text = esc(usage) + ("; or tap a name:" if buttons else "")
+    if left:
+        text += f"\n{left} without a button (too many or too long): type /{esc(command)} NAME"
+    return Message(text, buttons)
+
+
+def greeting(statuses: Sequence[WorkflowStatus]) -> Message:
+    """What Telegram's START button gets: who the bot is, the fleet in a line, where to go next."""
+    text = (
+        "👋 I watch your workflows and alert you here when one needs you.\n"
+        f"<b>{esc(overview_counts(statuses))}</b>"
+    )
+    return Message(text, (Button("Status", "status"), Button("Help", "help")))
+
+
+def stop_button(name: str) -> Button:
+    """Ends ``/tail NAME follow``."""
+    return Button("Stop", f"unfollow:{name}")

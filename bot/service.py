@@ -13,10 +13,12 @@ from datetime import UTC, datetime
 from bot.alerts import AlertComposer
 from bot.audit import AuditLog
 from bot.commands import CommandRouter, Follow
+from bot.digest import DigestScheduler
 from bot.forwarding import EventForwarder
 from bot.healthcheck import Pinger
 from bot.lifecycle import Lifecycle, downtime_note
 from bot.outbox import Alert, Notifier, Pacing
+from bot.settings import Alerting, default_alerting
 from bot.transport import ChatTarget, ChatTransport
 from supervisor.core import Supervisor
 from supervisor.dbengine import make_engine
@@ -36,15 +38,28 @@ class Service:
         pacing: Pacing,
         follow: Follow | None = None,
         pinger: Pinger | None = None,
+        alerting: Alerting | None = None,
     ) -> None:
         self.supervisor = supervisor
         self.engine = make_engine(supervisor.settings.control_db_url)
-        self.notifier = Notifier(self.engine, transport, target, pacing=pacing)
+        alerting = alerting or default_alerting()
+        self.notifier = Notifier(
+            self.engine, transport, target, pacing=pacing, timezone=alerting.timezone
+        )
         self.audit = AuditLog(self.engine)
         self.router = CommandRouter(supervisor, self.notifier, self.audit, follow=follow)
-        self.forwarder = EventForwarder(self.engine, AlertComposer(), self.notifier)
+        composer = AlertComposer(remind_after=alerting.renotify_seconds or None)  # 0: never
+        self.forwarder = EventForwarder(self.engine, composer, self.notifier)
         self._forwarding: asyncio.Task[None] | None = None
         self.lifecycle = Lifecycle(self.engine, pinger=pinger)
+        self.digest = DigestScheduler(
+            self.engine,
+            supervisor.status,
+            self.notifier,
+            period=supervisor.settings.status_interval_seconds,
+            at=alerting.digest_at,
+            tz=alerting.timezone,
+        )
 
     async def start(self, hello: str | None = None) -> None:
         """Start delivery first (so nothing is missed), then the workflows.
@@ -59,6 +74,7 @@ class Service:
         subscription = self.supervisor.events()
         self._forwarding = asyncio.create_task(self.forwarder.run(subscription))
         await self.supervisor.startup()
+        self.digest.start()
         note = downtime_note(previous, datetime.now(UTC), len(self.supervisor.reaped))
         hello = "\n".join(text for text in (hello, note) if text)
         if hello:
@@ -66,6 +82,7 @@ class Service:
 
     async def stop(self, goodbye: str | None = None, flush_timeout: float = 5.0) -> None:
         """Stop the workflows (their runs resume next start), say goodbye, flush, close."""
+        await self.digest.stop()
         await self.supervisor.shutdown()
         if self._forwarding is not None:
             await self._forwarding

@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import time
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.localtime import clock_time, zone
 
 DEFAULT_API_BASE_URL = "https://api.telegram.org/bot"
 IdList = Annotated[list[int], NoDecode]
 
 
+@dataclass(frozen=True, slots=True)
+class Alerting:
+    """When and in which zone alerts speak of time: the ``ALERT_*`` settings, parsed."""
+
+    timezone: ZoneInfo
+    digest_at: time  # in ``timezone``
+    renotify_seconds: float  # 0: a give-up is never repeated
+
+
+def default_alerting() -> Alerting:
+    """The ``ALERT_*`` defaults, without reading the environment (for tests and the console)."""
+    return BotSettings.model_construct().alerting
+
+
 class BotSettings(BaseSettings):
-    """``TELEGRAM_*`` and ``HEALTHCHECK_*`` settings.
+    """``TELEGRAM_*``, ``HEALTHCHECK_*`` and ``ALERT_*`` settings.
 
     The token is a secret so it never shows in a repr or log; so is the ping
     URL (it carries the check's UUID), which is why it too is a ``SecretStr``.
@@ -34,6 +53,11 @@ class BotSettings(BaseSettings):
     # Dead-man's switch (Healthchecks.io style): pinged from the event loop while it runs.
     healthcheck_ping_url: SecretStr | None = None
     healthcheck_ping_seconds: float = Field(default=60.0, gt=0)
+    # Every time in the chat is shown in this IANA zone, labelled; the digest comes at
+    # ALERT_DIGEST_AT there; an unacknowledged give-up is repeated every ALERT_RENOTIFY_HOURS.
+    alert_timezone: str = "UTC"
+    alert_digest_at: str = "09:00"
+    alert_renotify_hours: float = Field(default=4.0, ge=0)
 
     @field_validator("telegram_allowed_chat_ids", "telegram_allowed_user_ids", mode="before")
     @classmethod
@@ -48,6 +72,25 @@ class BotSettings(BaseSettings):
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("alert_timezone")
+    @classmethod
+    def _iana_zone(cls, value: str) -> str:
+        zone(value)
+        return value
+
+    @field_validator("alert_digest_at")
+    @classmethod
+    def _hh_mm(cls, value: str) -> str:
+        return clock_time(value).strftime("%H:%M")
+
+    @property
+    def alerting(self) -> Alerting:
+        return Alerting(
+            zone(self.alert_timezone),
+            clock_time(self.alert_digest_at),
+            self.alert_renotify_hours * 3600,
+        )
 
     @property
     def token(self) -> str | None:

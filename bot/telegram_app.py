@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +31,7 @@ from telegram.ext import (
 from telegram.request import HTTPXRequest
 
 from bot.audit import Actor
-from bot.commands import COMMANDS, MUTATING, Reply, command_name
+from bot.commands import COMMANDS, Reply, addressee, command_name, mutates
 from bot.healthcheck import Pinger
 from bot.outbox import Pacing
 from bot.service import Service
@@ -39,10 +40,12 @@ from bot.systemd import SystemdNotifier
 from bot.text import Message, esc
 from bot.transport import (
     ChatTarget,
+    Document,
     RetryLater,
     TelegramTransport,
     TransientError,
     Undeliverable,
+    with_retries,
 )
 from supervisor.core import Supervisor
 
@@ -50,6 +53,9 @@ log = logging.getLogger("bot")
 OFFLINE_AFTER_SECONDS = 60.0
 API_RETRY_MAX_SECONDS = 300.0
 ANSWER_MAX_WAIT_SECONDS = 5.0  # a button's answer is worth little after a few seconds
+ANSWER_ATTEMPTS = 3
+DOCUMENT_ATTEMPTS = 5  # a file is not kept in the outbox: a few tries, then a line saying so
+DOCUMENT_MAX_WAIT_SECONDS = 60.0
 APOLOGY = Message("Sorry, that failed; the error is logged.")
 
 App = Application[Any, Any, Any, Any, Any, Any]
@@ -110,10 +116,15 @@ class TelegramBot:
         )
         self.transport = TelegramTransport(self.app.bot)
         self.service = Service(
-            supervisor, self.transport, target, pacing=pacing, pinger=Pinger.configured(settings)
+            supervisor,
+            self.transport,
+            target,
+            pacing=pacing,
+            pinger=Pinger.configured(settings),
+            alerting=settings.alerting,
         )
         self._denied: set[int] = set()
-        self._followers: set[asyncio.Task[None]] = set()
+        self._followers: set[asyncio.Task[None]] = set()  # follows and uploads, cancelled at stop
         self.app.add_handler(TypeHandler(Update, self._gate), group=-1)
         self.app.add_handler(MessageHandler(filters.COMMAND, self._on_command))
         self.app.add_handler(CallbackQueryHandler(self._on_button))
@@ -243,15 +254,22 @@ class TelegramBot:
         name = (user.username or user.full_name) if user else "unknown"
         return Actor(chat.id if chat else None, user.id if user else None, name)
 
+    def for_another_bot(self, word: str) -> bool:
+        """``/status@other_bot`` in a group is that bot's: not ours to answer or execute."""
+        bot = addressee(word)
+        return bot is not None and bot.lower() != (self.app.bot.username or "").lower()
+
     async def _on_command(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         if message is None or not message.text:
             return
-        command, *args = message.text.split()
-        command = command_name(command)
+        word, *args = message.text.split()
+        if self.for_another_bot(word):
+            return
+        command = command_name(word)
         actor = self.actor(update)
         age = (datetime.now(UTC) - message.date).total_seconds()
-        if command in MUTATING and age > OFFLINE_AFTER_SECONDS:
+        if mutates(command, args) and age > OFFLINE_AFTER_SECONDS:
             reply = await self.service.router.ignore_offline(command, args, actor, age)
         else:
             reply = await self.service.router.handle(command, args, actor)
@@ -261,28 +279,22 @@ class TelegramBot:
         query = update.callback_query
         if query is None or not query.data:
             return
-        action, _, argument = query.data.partition(":")
+        action, *args = query.data.split(":")  # "restart:api", "mute:api:1h", "help"
         # In the background: the reply must not wait for the spinner to stop.
-        self.app.create_task(self._answer(query.id, f"{action} {argument}".strip()))
-        reply = await self.service.router.handle(action, [argument], self.actor(update))
+        self.app.create_task(self._answer(query.id, " ".join([action, *args])))
+        reply = await self.service.router.handle(action, args, self.actor(update))
         await self._send(update, reply)
 
     async def _answer(self, query_id: str, text: str) -> None:
-        """Best effort: 429s are retried for a few seconds, anything else only logged."""
-        waited = 0.0
-        while True:
-            try:
-                await self.transport.answer(query_id, text)
-                return
-            except RetryLater as exc:
-                waited += exc.seconds
-                if waited > ANSWER_MAX_WAIT_SECONDS:
-                    log.warning("could not answer a button press: Telegram kept asking to wait")
-                    return
-                await asyncio.sleep(exc.seconds)
-            except (Undeliverable, TransientError) as exc:
-                log.warning("could not answer a button press: %s", exc)
-                return
+        """Best effort: retried for a few seconds, then only logged."""
+        try:
+            await with_retries(
+                lambda: self.transport.answer(query_id, text),
+                attempts=ANSWER_ATTEMPTS,
+                max_wait=ANSWER_MAX_WAIT_SECONDS,
+            )
+        except (Undeliverable, RetryLater, TransientError) as exc:
+            log.warning("could not answer a button press: %s", exc)
 
     @staticmethod
     def _origin(update: Update) -> ChatTarget | None:
@@ -293,31 +305,52 @@ class TelegramBot:
         return ChatTarget(chat.id, message.message_thread_id if message else None)
 
     async def _send(self, update: Update, reply: Reply) -> None:
-        """Commit the reply to the outbox, which delivers it whatever Telegram does (bot.outbox)."""
-        target = self._origin(update)
-        if target is None or not reply.messages:
-            return
-        delivered = await self.service.notifier.reply(target, reply.messages)
-        if reply.updates is not None:
-            follower = asyncio.create_task(self._follow(target, delivered, reply))
-            self._followers.add(follower)
-            follower.add_done_callback(self._followers.discard)
+        """Commit the reply to the outbox, which delivers it whatever Telegram does (bot.outbox).
 
-    async def _follow(
-        self, target: ChatTarget, delivered: asyncio.Future[int | None], reply: Reply
-    ) -> None:
-        """Once the reply is out, edit it with each update; a failure ends the follow only."""
+        A document is the exception: a megabyte has no place in the outbox table, so
+        it is uploaded directly, in the background (``_upload``).
+        """
+        target = self._origin(update)
+        if target is None:
+            return
+        if reply.messages:
+            await self.service.notifier.reply(target, reply.messages, reply.key)
+        if reply.updates is not None:
+            self._background(self._follow(target, reply))
+        if reply.document is not None:
+            self._background(self._upload(target, reply.document))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` beside the handlers; stopping the bot cancels it (``_stop_telegram``)."""
+        task = asyncio.create_task(work)
+        self._followers.add(task)
+        task.add_done_callback(self._followers.discard)
+
+    async def _follow(self, target: ChatTarget, reply: Reply) -> None:
+        """Each update is a reply with the follow's key: it edits the first message, paced
+        with everything else, and an update still waiting is replaced by the next one."""
         assert reply.updates is not None
         try:
-            message_id = await delivered
-            if message_id is None:  # refused by Telegram, and logged
-                return
-            async for message in reply.updates:
-                await self.transport.edit(target, message_id, message)
-        except (Undeliverable, RetryLater, TransientError) as exc:
-            log.warning("tail follow stopped: %s", exc)
+            async for update in reply.updates:
+                await self.service.notifier.reply(target, [update.message], reply.key)
         except Exception:
             log.exception("tail follow failed")
+
+    async def _upload(self, target: ChatTarget, document: Document) -> None:
+        """Send the file, retried a few times; if it cannot go, a line through the outbox says so.
+
+        Not exactly once: an upload that timed out after Telegram took it is sent again.
+        """
+        try:
+            await with_retries(
+                lambda: self.transport.send_document(target, document),
+                attempts=DOCUMENT_ATTEMPTS,
+                max_wait=DOCUMENT_MAX_WAIT_SECONDS,
+            )
+        except (Undeliverable, RetryLater, TransientError) as exc:
+            log.warning("could not send %s: %s", document.filename, exc)
+            failed = f"Could not send {esc(document.filename)} ({esc(exc)}); /tail shows its end."
+            await self.service.notifier.reply(target, [Message(failed)])
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("handler failed for %r", update, exc_info=context.error)

@@ -68,6 +68,34 @@ def esc_clip(text: str, limit: int) -> str:
     return esc(text[:cut]) + ELLIPSIS
 
 
+def esc_clip_middle(text: str, limit: int) -> str:
+    """Escape ``text`` to at most ``limit`` characters, cutting its middle if it must.
+
+    A traceback's head says where it started and its last line what was
+    raised, so both ends are kept; the cut says how much is missing.
+    """
+    escaped = esc(text)
+    if len(escaped) <= limit:
+        return escaped
+    marker = f"\n{ELLIPSIS} {len(text):,} characters cut {ELLIPSIS}\n"  # the widest it can be
+    budget = max(limit - len(marker), 0)
+    head = _fitting(text, budget * 2 // 5)
+    tail_size = _fitting(text[::-1], budget - len(esc(text[:head])))
+    cut = len(text) - head - tail_size
+    middle = f"\n{ELLIPSIS} {cut:,} characters cut {ELLIPSIS}\n"
+    return esc(text[:head]) + middle + esc(text[len(text) - tail_size :])
+
+
+def _fitting(text: str, budget: int) -> int:
+    """How many leading characters of ``text`` escape to at most ``budget`` characters."""
+    size = 0
+    for count, char in enumerate(text):
+        size += len(esc(char))
+        if size > budget:
+            return count
+    return len(text)
+
+
 def _entity_safe_start(line: str, start: int) -> int:
     """Move a cut at ``start`` forward past an entity it would split."""
     for match in _ENTITY.finditer(line, max(start - 12, 0)):

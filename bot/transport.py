@@ -9,18 +9,26 @@ message (``Undeliverable``).
 
 from __future__ import annotations
 
+import asyncio
 import html
+import itertools
 import re
 import sys
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol, TextIO
+from pathlib import Path
+from typing import Protocol, TextIO, TypeVar
 
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
-from bot.text import Message
+from bot.text import Button, Message
+
+T = TypeVar("T")
+BUTTONS_PER_ROW = 3  # a row of names a thumb can still tell apart
+TELEGRAM_ROW_LIMIT = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +63,15 @@ class MessageGone(Undeliverable):
     """The message to edit no longer exists; send a new one instead."""
 
 
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A file for the chat (``/logs``): sent once, directly, never stored in the outbox."""
+
+    filename: str
+    data: bytes
+    caption: str  # HTML
+
+
 class ChatTransport(Protocol):
     async def send(self, target: ChatTarget, message: Message, *, silent: bool = False) -> int:
         """Deliver a new message; returns its message id."""
@@ -65,13 +82,44 @@ class ChatTransport(Protocol):
         ...
 
 
+def _subject(button: Button) -> str:
+    """The workflow a button acts on: ``mute:api:1h`` -> ``api``; ``help`` -> ``""``."""
+    return button.data.split(":")[1] if ":" in button.data else ""
+
+
+def _chunks(buttons: Sequence[Button], size: int) -> list[list[Button]]:
+    return [list(buttons[start : start + size]) for start in range(0, len(buttons), size)]
+
+
+def button_rows(buttons: Sequence[Button]) -> list[list[Button]]:
+    """Lay a message's buttons out for a phone; ``Message`` has no rows of its own.
+
+    Neighbours acting on the same workflow share a row (an alert's Restart,
+    Tail, Mute, Ack; a burst's row per workflow); a run of buttons each for
+    another workflow (a picker, ``/status``) is laid out three to a row, so
+    a long list stays readable.
+    """
+    rows: list[list[Button]] = []
+    singles: list[Button] = []
+    for _, group in itertools.groupby(buttons, key=_subject):
+        run = list(group)
+        if len(run) == 1:
+            singles += run
+            continue
+        rows += _chunks(singles, BUTTONS_PER_ROW) + _chunks(run, TELEGRAM_ROW_LIMIT)
+        singles = []
+    return rows + _chunks(singles, BUTTONS_PER_ROW)
+
+
 def keyboard(message: Message) -> InlineKeyboardMarkup | None:
     if not message.buttons:
         return None
-    row = [
-        InlineKeyboardButton(button.label, callback_data=button.data) for button in message.buttons
-    ]
-    return InlineKeyboardMarkup([row])
+    return InlineKeyboardMarkup(
+        [
+            [InlineKeyboardButton(button.label, callback_data=button.data) for button in row]
+            for row in button_rows(message.buttons)
+        ]
+    )
 
 
 def _seconds(value: float | timedelta) -> float:
@@ -118,12 +166,52 @@ class TelegramTransport:
         except TelegramError as exc:
             raise _translate(exc) from exc
 
+    async def send_document(self, target: ChatTarget, document: Document) -> int:
+        """Upload ``document`` (multipart ``sendDocument``); returns its message id."""
+        try:
+            sent = await self.bot.send_document(
+                chat_id=target.chat_id,
+                message_thread_id=target.thread_id,
+                document=InputFile(document.data, filename=document.filename),
+                caption=document.caption,
+                parse_mode=ParseMode.HTML,
+            )
+        except TelegramError as exc:
+            raise _translate(exc) from exc
+        return sent.message_id
+
     async def answer(self, query_id: str, text: str) -> None:
         """Answer a button press (its spinner stops, ``text`` pops up briefly)."""
         try:
             await self.bot.answer_callback_query(query_id, text=text)
         except TelegramError as exc:
             raise _translate(exc) from exc
+
+
+async def with_retries(
+    call: Callable[[], Awaitable[T]],
+    *,
+    attempts: int,
+    max_wait: float,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
+    """``call()``, tried again after a 429 (its ``retry_after``), a 5xx or a network error.
+
+    For what is worth little late and is not kept in the outbox (a button's
+    answer, a 1 MB file): at most ``attempts`` tries and ``max_wait`` seconds
+    of waiting, then the last error is raised. A refusal (``Undeliverable``)
+    is raised at once.
+    """
+    waited, attempt = 0.0, 1
+    while True:
+        try:
+            return await call()
+        except (RetryLater, TransientError) as exc:
+            wait = exc.seconds if isinstance(exc, RetryLater) else float(2 ** (attempt - 1))
+            if attempt >= attempts or waited + wait > max_wait:
+                raise
+        waited, attempt = waited + wait, attempt + 1
+        await sleep(wait)
 
 
 def _translate(exc: TelegramError) -> Exception:
@@ -145,10 +233,16 @@ def html_to_text(text: str) -> str:
 
 
 class ConsoleTransport:
-    """Prints messages to a stream; edits are printed again, marked as updates."""
+    """Prints messages to a stream; edits are printed again, marked as updates.
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    A document is not dumped on the terminal: the console runs on the server,
+    so it says where the file is (``logs_dir``, the supervisor's log directory,
+    where ``NAME.log`` is the file ``/logs NAME`` sends) and how much was asked for.
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, logs_dir: Path | None = None) -> None:
         self.stream = stream or sys.stdout
+        self.logs_dir = logs_dir
         self._next_id = 0
 
     def show(self, message: Message, prefix: str = "") -> None:
@@ -164,3 +258,10 @@ class ConsoleTransport:
 
     async def edit(self, target: ChatTarget, message_id: int, message: Message) -> None:
         self.show(message, prefix="! (update) ")
+
+    async def send_document(self, target: ChatTarget, document: Document) -> int:
+        self._next_id += 1
+        where = f"; the file is {self.logs_dir / document.filename}" if self.logs_dir else ""
+        size = f"{len(document.data):,} bytes"
+        self.show(Message(f"📎 {document.caption} ({size}){html.escape(where, quote=False)}"))
+        return self._next_id

@@ -8,14 +8,19 @@ import logging
 import signal
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 from supervisor.config import ResolvedWorkflow
+from supervisor.control import ControlDB, ControlDBError, Memory
 from supervisor.core import Supervisor
 from supervisor.eventcodec import encode_event
+from supervisor.events import LIVE_STATES, STATE_LABELS, ProcessState, own_word
 from supervisor.pidfiles import group_alive, read_pidfiles
 from supervisor.settings import SupervisorSettings
 from supervisor.startup import StartupError, load_supervision
-from supervisor.statedb import read_state
+from supervisor.statedb import StateSnapshot, read_state
 
 EXIT_CONFIG = 2
 
@@ -46,27 +51,72 @@ async def _run(
 
 
 def _status(settings: SupervisorSettings, workflows: list[ResolvedWorkflow]) -> None:
-    """Every workflow's state straight from the files: works with no supervisor running."""
+    """Every workflow's state straight from the files: works with no supervisor running.
+
+    The words are the chat's (``STATE_LABELS``); what a supervisor alone
+    knows (backing off) cannot be told from the files, and what it remembers
+    (a give-up) is read from the control DB when there is one.
+    """
     pids = read_pidfiles(settings.run_dir)
+    remembered = _memory(settings)
     now = datetime.now(UTC)
     for workflow in workflows:
         snapshot = read_state(workflow.db)
         record = pids.get(workflow.name)
         alive = record is not None and group_alive(record.pgid)
-        process = f"pid {record.pid}" if record and alive else "not running"
-        age = (
-            f"{(now - snapshot.heartbeat).total_seconds():.0f}s ago"
-            if snapshot.heartbeat
-            else "never"
-        )
-        print(
-            f"{workflow.name}: {snapshot.status or '-'} ({process}, heartbeat {age})"
-            f"{' paused' if snapshot.paused else ''}"
-        )
+        memory = remembered.get(workflow.name)
+        state = offline_state(alive, snapshot, memory, workflow.hang_threshold_seconds, now)
+        icon, word = STATE_LABELS[state]
+        line = f"{icon} {workflow.name}: {word}"
+        says = own_word(state, snapshot.status)
+        line += f" · says {says}" if says else ""
+        if state in LIVE_STATES and record is not None:
+            line += f" · pid {record.pid} · heartbeat {_age(snapshot.heartbeat, now)}"
+        print(line)
         if snapshot.summary:
             print(f"  {snapshot.summary}")
         if snapshot.problem:
             print(f"  problem: {snapshot.problem}")
+
+
+def offline_state(
+    alive: bool,
+    snapshot: StateSnapshot,
+    memory: Memory | None,
+    hang_threshold: float,
+    now: datetime,
+) -> ProcessState:
+    """The process state the files show, in the supervisor's vocabulary."""
+    if alive:
+        if snapshot.heartbeat is None:
+            return "starting"
+        silent = (now - snapshot.heartbeat).total_seconds()
+        return "hung" if silent > hang_threshold else "running"
+    if snapshot.paused or (memory is not None and memory.paused):
+        return "paused"
+    if memory is not None and memory.held is not None:
+        return memory.held
+    return "finished" if snapshot.status == "done" else "stopped"
+
+
+def _memory(settings: SupervisorSettings) -> dict[str, Memory]:
+    """What the control DB remembers, if there is one (a status never creates it)."""
+    url = make_url(settings.control_db_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
+        return {}
+    try:
+        control = ControlDB(settings.control_db_url)
+    except ControlDBError as exc:
+        print(f"(control DB not read: {exc})", file=sys.stderr)
+        return {}
+    try:
+        return control.load_memory()
+    finally:
+        control.close()
+
+
+def _age(moment: datetime | None, now: datetime) -> str:
+    return "never" if moment is None else f"{(now - moment).total_seconds():.0f}s ago"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,6 +54,10 @@ class SupervisorAPI(Protocol):
         """The last ``lines`` lines of the workflow's log, oldest first."""
         ...
 
+    async def log_bytes(self, name: str, limit: int) -> bytes:
+        """The last ``limit`` bytes of the workflow's log, starting at a line boundary."""
+        ...
+
     async def recent_events(self, name: str, limit: int = 10) -> list[EventRecord]:
         """The latest events of one workflow from the control DB, newest first."""
         ...

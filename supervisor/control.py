@@ -14,9 +14,10 @@ events table is therefore also a durable log, read back by id.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from alembic.operations import Operations
@@ -43,9 +44,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from supervisor.dbengine import make_engine
 from supervisor.eventcodec import encode_event
-from supervisor.events import Digest, Event, IncidentCause, ProcessState
+from supervisor.events import Event, IncidentCause, ProcessState
 
 SCHEMA_VERSION = 2
+ERROR_REPEAT_WINDOW = timedelta(hours=24)
 
 metadata = MetaData()
 
@@ -72,6 +74,9 @@ def _memory_v2() -> list[Column[Any]]:
         Column("incident_since", DateTime(timezone=True)),
         Column("incident_failures", Integer, nullable=False, default=0, server_default="0"),
         Column("incident_detail", Text),
+        # A rewrite of the same error is reported again, with how often it came lately.
+        Column("last_error_version", String(64)),
+        Column("error_times", Text),  # JSON: ISO times the last error text was reported
     ]
 
 
@@ -152,22 +157,20 @@ class Memory:
     # "gave_up" or "crashed" (left down by its policy): waits for a person, across restarts.
     held: ProcessState | None = None
     incident: Incident | None = None
+    last_error_version: str | None = None  # of the last_error value last read
+    error_times: list[datetime] = field(default_factory=list)  # last_error_seen's reports
+
+    def count_error(self, text: str, now: datetime) -> int:
+        """Note a report of ``text``; how many times it was reported in the last day."""
+        recent = [t for t in self.error_times if now - t < ERROR_REPEAT_WINDOW]
+        self.error_times = [*recent, now] if text == self.last_error_seen else [now]
+        self.last_error_seen = text
+        return len(self.error_times)
 
     def copy(self) -> Memory:
         """A snapshot to hand to the writer thread while the loop goes on changing this one."""
-        incident = self.incident
-        return Memory(
-            self.restarts,
-            self.paused,
-            self.last_error_seen,
-            self.last_status_seen,
-            self.last_error_id,
-            self.held,
-            None if incident is None else Incident(**{f: getattr(incident, f) for f in _INCIDENT}),
-        )
-
-
-_INCIDENT = ("id", "cause", "since", "last_detail", "failures")
+        incident = None if self.incident is None else replace(self.incident)
+        return replace(self, incident=incident, error_times=list(self.error_times))
 
 
 class ControlDB:
@@ -208,18 +211,14 @@ class ControlDB:
 
     def record(self, event: Event, remembered: Memory | None = None) -> int:
         """Store ``event`` (and the memory it changed, in the same transaction); its id."""
-        detail = (
-            event.detail if not isinstance(event, Digest) else f"{len(event.workflows)} workflows"
-        )
         with self.engine.begin() as conn:
             result = conn.execute(
                 insert(events).values(
                     time=event.time,
                     workflow=event.workflow,
                     kind=event.kind,
-                    detail=detail,
-                    # A digest is a snapshot of every workflow, stale once missed: not kept.
-                    payload=None if isinstance(event, Digest) else encode_event(event),
+                    detail=event.detail,
+                    payload=encode_event(event),
                 )
             )
             if remembered is not None:
@@ -287,6 +286,8 @@ def _memory_of(row: Any) -> Memory:
         row.last_error_id,
         row.held_state,
         incident,
+        row.last_error_version,
+        [_aware(datetime.fromisoformat(t)) for t in json.loads(row.error_times or "[]")],
     )
 
 
@@ -304,6 +305,8 @@ def _save_memory(conn: Connection, name: str, remembered: Memory) -> None:
         "incident_since": incident.since if incident else None,
         "incident_failures": incident.failures if incident else 0,
         "incident_detail": incident.last_detail if incident else None,
+        "last_error_version": remembered.last_error_version,
+        "error_times": json.dumps([t.isoformat() for t in remembered.error_times]),
         "updated_at": datetime.now(UTC),
     }
     changed = conn.execute(update(memory).where(memory.c.name == name).values(**values))

@@ -30,7 +30,6 @@ from supervisor.config import ResolvedWorkflow
 from supervisor.control import ControlDB, EventRecord, Incident, Memory
 from supervisor.events import (
     Crashed,
-    Digest,
     Event,
     Finished,
     GaveUp,
@@ -49,7 +48,7 @@ from supervisor.events import (
 )
 from supervisor.faults import crash_point
 from supervisor.health import HealthMonitor
-from supervisor.logs import LogWriter, tail
+from supervisor.logs import STARTING, LogWriter, last_bytes, output_tail, tail
 from supervisor.pidfiles import reap_stale, remove_pidfile
 from supervisor.policy import Decision, ExitCause, decide
 from supervisor.process import Exit, WorkflowProcess
@@ -61,7 +60,7 @@ from supervisor.statedb import StateReader, write_paused
 
 log = logging.getLogger("supervisor")
 logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every job run at INFO
-CRASH_LOG_LINES = 20
+OUTAGE_LOG_LINES = 10  # of its own output, in a crash or hang alert
 EVENTS_KEPT_DAYS = 90
 # Process states a workflow is left in until a person acts, across restarts too.
 HELD_STATES: frozenset[ProcessState] = frozenset({"gave_up", "crashed"})
@@ -162,6 +161,7 @@ class Supervisor:
         if memory is None:
             # First sight of this workflow: what its database already holds is history.
             runtime.memory.last_error_seen = runtime.snapshot.last_error
+            runtime.memory.last_error_version = runtime.snapshot.last_error_version
             if runtime.snapshot.errors:
                 runtime.memory.last_error_id = runtime.snapshot.errors[-1][0]
             runtime.memory.last_status_seen = runtime.snapshot.status
@@ -183,10 +183,6 @@ class Supervisor:
         scheduler.add_job(
             self._health.read_all, "interval", seconds=self.settings.error_poll_seconds, **common
         )
-        if self.settings.status_interval_seconds > 0:
-            scheduler.add_job(
-                self._digest, "interval", seconds=self.settings.status_interval_seconds, **common
-            )
         scheduler.start()
         self._scheduler = scheduler
 
@@ -243,6 +239,10 @@ class Supervisor:
     async def tail(self, name: str, lines: int) -> list[str]:
         runtime = self._get(name)
         return await asyncio.to_thread(tail, runtime.log.path, lines)
+
+    async def log_bytes(self, name: str, limit: int) -> bytes:
+        runtime = self._get(name)
+        return await asyncio.to_thread(last_bytes, runtime.log.path, limit)
 
     async def recent_events(self, name: str, limit: int = 10) -> list[EventRecord]:
         self._get(name)
@@ -332,7 +332,7 @@ class Supervisor:
         """Start the process (caller holds the lock); an OS error becomes a crash."""
         runtime.cancel_restart()
         self._to(runtime, "starting", why)
-        runtime.log.mark(f"starting {' '.join(runtime.workflow.argv)}")
+        runtime.log.mark(STARTING + " ".join(runtime.workflow.argv))
         runtime.started_at = utcnow()
         runtime.first_heartbeat = None
         try:
@@ -357,8 +357,7 @@ class Supervisor:
         runtime.last_exit = ended
         expected, runtime.expected_exit = runtime.expected_exit, None
         after_hang, runtime.after_hang = runtime.after_hang, None
-        self._health.refresh(runtime, force=True)
-        self._health.observe(runtime)  # its last error and status come before the exit event
+        await self._health.read_after_exit(runtime)
         if expected == "stop" or self._stopping:
             return
         if expected == "hang":
@@ -459,6 +458,10 @@ class Supervisor:
             max_attempts=runtime.workflow.max_restart_attempts,
             will_restart=restarting,
             next_restart_in=decision.delay if restarting else None,
+            gives_up=decision.action == "give_up",
+            restart=runtime.workflow.restart,
+            summary=runtime.snapshot.summary,
+            log_tail=tuple(output_tail(runtime.log.path, OUTAGE_LOG_LINES)),
             **fields,
         )
         cause: IncidentCause = "hang" if isinstance(event, Hung) else "crash"
@@ -492,7 +495,6 @@ class Supervisor:
                 Crashed,
                 exit_code=ended.code if ended else None,
                 signal=ended.signal if ended else None,
-                log_tail=tuple(tail(runtime.log.path, CRASH_LOG_LINES)),
                 os_error=os_error,
             )
         self._apply(runtime, decision, cause)
@@ -517,6 +519,7 @@ class Supervisor:
                 cause=incident.cause,
                 last_detail=incident.last_detail,
                 failures=incident.failures,
+                max_attempts=runtime.workflow.max_restart_attempts,
             )
             self._publish(gave_up, remember=runtime)
         else:
@@ -557,7 +560,7 @@ class Supervisor:
             if process is not None:
                 self._announce_restart(runtime, process, reason)
 
-    # -- hangs and digests -----------------------------------------------------
+    # -- hangs -----------------------------------------------------------------
 
     def _hang(self, runtime: Runtime, process: WorkflowProcess) -> None:
         """Report the hang and end the group in the background (other checks go on).
@@ -584,10 +587,6 @@ class Supervisor:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _digest(self) -> None:
-        statuses = tuple(await self.status())
-        self._publish(Digest(workflow="*", time=utcnow(), workflows=statuses))
 
     # -- reload ----------------------------------------------------------------
 

@@ -9,7 +9,8 @@ or a recovery) so a consumer can update one message per incident.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Literal
 
@@ -24,6 +25,28 @@ ProcessState = Literal[
     "crashed",  # exited non-zero or by a signal, and will not be restarted
     "gave_up",  # too many restarts; waits for a manual start
 ]
+# The one status vocabulary (chat, CLI, README): an icon and a word per process state.
+STATE_LABELS: Mapping[ProcessState, tuple[str, str]] = {
+    "starting": ("🟡", "starting"),
+    "running": ("🟢", "running"),
+    "hung": ("⏳", "hung"),
+    "backoff": ("🔁", "backing off"),
+    "crashed": ("💥", "crashed"),
+    "gave_up": ("🛑", "gave up"),
+    "paused": ("⏸", "paused"),
+    "stopped": ("⏹", "stopped"),
+    "finished": ("🏁", "finished"),
+}
+# A process exists: its own supervisor.status and heartbeat mean something.
+LIVE_STATES: frozenset[ProcessState] = frozenset({"starting", "running", "hung"})
+
+
+def own_word(state: ProcessState, status: str | None) -> str | None:
+    """What the workflow says of itself (``supervisor.status``), where it is worth showing:
+    beside a live process only, and not when it merely repeats "running"."""
+    return status if state in LIVE_STATES and status not in (None, "running") else None
+
+
 IncidentCause = Literal["crash", "hang"]
 RestartReason = Literal["crash", "hang", "exit", "manual", "reload"]
 
@@ -108,6 +131,10 @@ class _Incident(Event):
     will_restart: bool
     next_restart_in: float | None = None  # seconds, when a restart is scheduled
     failures: int = 1  # crashes and hangs in this incident so far, this one included
+    gives_up: bool = False  # the attempts are used up: a give-up follows
+    restart: str = "on-failure"  # the workflow's restart policy, to say why it stays down
+    summary: str | None = None  # what it was doing (supervisor.summary)
+    log_tail: tuple[str, ...] = ()  # its own last output lines, oldest first
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,7 +142,6 @@ class Crashed(_Incident):
     kind: ClassVar[str] = "crashed"
     exit_code: int | None = None
     signal: str | None = None  # e.g. "SIGKILL"
-    log_tail: tuple[str, ...] = ()
     os_error: str | None = None  # the command could not be started at all
 
     @property
@@ -169,6 +195,7 @@ class GaveUp(Event):
     cause: IncidentCause
     last_detail: str
     failures: int = 0
+    max_attempts: int = 0  # max_restart_attempts: the limit that was reached
 
     @property
     def detail(self) -> str:
@@ -237,6 +264,7 @@ class ErrorReported(Event):
 
     kind: ClassVar[str] = "error"
     text: str
+    repeat: int = 1  # how many times this text was reported in the last 24 hours
 
     @property
     def detail(self) -> str:
@@ -279,18 +307,6 @@ class Reloaded(Event):
         return self.path
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Digest(Event):
-    """The periodic overview; ``workflow`` is ``"*"``."""
-
-    kind: ClassVar[str] = "digest"
-    workflows: tuple[WorkflowStatus, ...] = field(default=())
-
-    @property
-    def detail(self) -> str:
-        return ", ".join(f"{w.name}: {w.status or w.state}" for w in self.workflows)
-
-
 EVENT_TYPES: tuple[type[Event], ...] = (
     Started,
     Stopped,
@@ -308,5 +324,4 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     Paused,
     Resumed,
     Reloaded,
-    Digest,
 )

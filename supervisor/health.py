@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 
+from supervisor.control import Memory
 from supervisor.events import (
     ErrorReported,
     Event,
@@ -30,6 +31,8 @@ from supervisor.statedb import StateRead, StateSnapshot
 # Problems that hide what the workflow wrote (rather than say it wrote nothing yet): while
 # one lasts its health is unknown, so it is never taken for a hang.
 _HIDING = ("locked", "unreadable", "corrupt")
+FINAL_READ_TRIES = 5
+FINAL_READ_PAUSE_SECONDS = 0.05
 
 log = logging.getLogger("supervisor")
 
@@ -74,9 +77,20 @@ class HealthMonitor:
         read = runtime.reader.read_if_changed(known, runtime.memory.last_error_id)
         return read is not None and self._apply_read(runtime, read)
 
+    async def read_after_exit(self, runtime: Runtime) -> None:
+        """The ended process's last word: its final error and status come before its exit
+        event, so a read that fails (a lock held a moment longer) is tried a few times."""
+        for _ in range(FINAL_READ_TRIES):
+            self.refresh(runtime, force=True)
+            if runtime.unreadable_since is None:
+                break
+            await asyncio.sleep(FINAL_READ_PAUSE_SECONDS)
+        self.observe(runtime)
+
     def _apply_read(self, runtime: Runtime, read: StateRead) -> bool:
         """Take a read; one that failed keeps what was known (and is tried again next poll)."""
         seen, snapshot = read
+        runtime.reads += 1
         problem = snapshot.problem
         if problem and any(word in problem for word in _HIDING):
             runtime.seen = None
@@ -109,6 +123,7 @@ class HealthMonitor:
             return
         runtimes = list(self._runtimes.values())
         known = [(rt.reader, rt.seen, rt.memory.last_error_id) for rt in runtimes]
+        taken = [rt.reads for rt in runtimes]
         self._reads_in_flight += 1
         try:
             reads = await asyncio.to_thread(
@@ -116,7 +131,9 @@ class HealthMonitor:
             )
         finally:
             self._reads_in_flight -= 1
-        for runtime, read in zip(runtimes, reads, strict=True):
+        for runtime, read, before in zip(runtimes, reads, taken, strict=True):
+            if runtime.reads != before:
+                continue  # a newer read (an exit's) came in meanwhile: this one is stale
             try:
                 if read is not None and self._apply_read(runtime, read):
                     self.observe(runtime)
@@ -124,21 +141,24 @@ class HealthMonitor:
                 log.exception("reading the state of %s failed", runtime.name)
 
     def _report_errors(self, runtime: Runtime) -> bool:
-        """One event per new error: from the error log when the workflow keeps one,
-        else from a changed ``last_error``; the same text twice in a row is one event."""
-        snapshot, remembered = runtime.snapshot, runtime.memory
-        logged = [(id_, text) for id_, text in snapshot.errors if id_ > remembered.last_error_id]
-        if not logged and snapshot.last_error and not snapshot.errors:
-            logged = [(remembered.last_error_id, snapshot.last_error)]
-        unannounced = False  # an id moved on without an event: saved on its own
-        for error_id, text in logged:
+        """One event per new write of an error: each entry of the error log when the
+        workflow keeps one, else each write of ``last_error`` (a value merely read again
+        is not new). Returns whether memory changed without an event to save it."""
+        snapshot, remembered, now = runtime.snapshot, runtime.memory, utcnow()
+        if snapshot.keeps_error_log:
+            new = [(id_, text) for id_, text in snapshot.errors if id_ > remembered.last_error_id]
+        elif snapshot.last_error and _rewritten(snapshot, remembered):
+            new = [(remembered.last_error_id, snapshot.last_error)]
+        else:
+            new = []
+        unsaved = snapshot.last_error_version != remembered.last_error_version
+        remembered.last_error_version = snapshot.last_error_version
+        for error_id, text in new:
             remembered.last_error_id = error_id
-            unannounced = text == remembered.last_error_seen
-            if not unannounced:
-                remembered.last_error_seen = text
-                event = ErrorReported(workflow=runtime.name, time=utcnow(), text=text)
-                self._publish(event, runtime)  # seen and recorded in one transaction
-        return unannounced
+            repeat = remembered.count_error(text, now)
+            event = ErrorReported(workflow=runtime.name, time=now, text=text, repeat=repeat)
+            self._publish(event, runtime)  # seen and recorded in one transaction
+        return unsaved and not new
 
     def observe(self, runtime: Runtime) -> None:
         """Publish what the last read shows that was not announced yet."""
@@ -232,6 +252,14 @@ class HealthMonitor:
         runtime.unreadable_reported = True
         reason = runtime.snapshot.problem or "unreadable"
         self._publish(StateUnreadable(workflow=runtime.name, time=now, reason=reason), None)
+
+
+def _rewritten(snapshot: StateSnapshot, remembered: Memory) -> bool:
+    """``last_error`` holds a text not reported yet, or was written again since."""
+    if snapshot.last_error != remembered.last_error_seen:
+        return True
+    known = remembered.last_error_version
+    return known is not None and snapshot.last_error_version != known
 
 
 def _with_problem(snapshot: StateSnapshot, problem: str) -> StateSnapshot:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import count
@@ -19,6 +20,9 @@ from typing import BinaryIO
 
 _CHUNK = 65536
 _BLOCK = 65536
+MARK_TAG = "supervisor:"
+_MARK = re.compile(rf"^--- \S+ {MARK_TAG} (.*) ---$")
+STARTING = "starting "  # the mark a run begins with
 
 
 def _backup(path: Path, index: int) -> Path:
@@ -59,7 +63,7 @@ class LogWriter:
         """Write a supervisor line (``--- <UTC time> supervisor: <text> ---``) between runs."""
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         prefix = "\n" if self._mid_line else ""
-        self.write(f"{prefix}--- {stamp} supervisor: {text} ---\n".encode())
+        self.write(f"{prefix}--- {stamp} {MARK_TAG} {text} ---\n".encode())
 
     def close(self) -> None:
         self._file.close()
@@ -119,6 +123,39 @@ def _blocks_backwards(path: Path) -> Iterator[bytes]:
                 position -= size
                 file.seek(position)
                 yield file.read(size)
+
+
+def output_tail(path: Path, lines: int, *, scan: int = 200) -> list[str]:
+    """The last ``lines`` lines the latest run printed, the supervisor's marks left out.
+
+    Stops at the mark that started the run, and looks back at most ``scan``
+    lines, so an earlier run's output is never shown as this one's.
+    """
+    own: list[str] = []
+    for line in reversed(tail(path, scan)):
+        mark = _MARK.match(line)
+        if mark and mark.group(1).startswith(STARTING):
+            break
+        if not mark:
+            own.append(line)  # newest first
+    return own[:lines][::-1]
+
+
+def last_bytes(path: Path, limit: int) -> bytes:
+    """The last ``limit`` bytes of the log stream (rotated files too), from a line start."""
+    blocks: list[bytes] = []
+    size = 0
+    for block in _blocks_backwards(path):
+        blocks.append(block)
+        size += len(block)
+        if size > limit:
+            break
+    data = b"".join(reversed(blocks))
+    if len(data) <= limit:
+        return data
+    data = data[-limit:]
+    newline = data.find(b"\n")
+    return data[newline + 1 :] if 0 <= newline < len(data) - 1 else data
 
 
 def tail(path: Path, lines: int) -> list[str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from watchfiles import awatch
 
 log = logging.getLogger("supervisor")
+logging.getLogger("watchfiles").setLevel(logging.WARNING)  # it logs every batch at INFO
 
 OnChange = Callable[[str, str], Awaitable[None]]
 
@@ -27,7 +28,14 @@ async def watch_scripts(
         for path in paths:
             owners.setdefault(path.resolve(), []).append(name)
     directories = sorted({str(path.parent) for path in owners})
-    async for changes in awatch(*directories, debounce=int(debounce_seconds * 1000), step=50):
+
+    def ours(_change: object, changed: str) -> bool:
+        """Only the watched files: a log or a build next to a script must not restart it."""
+        return Path(changed) in owners
+
+    async for changes in awatch(
+        *directories, watch_filter=ours, debounce=int(debounce_seconds * 1000), step=50
+    ):
         touched: dict[str, str] = {}
         for _change, changed in changes:
             for name in owners.get(Path(changed), []):

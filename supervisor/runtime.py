@@ -43,6 +43,7 @@ class Runtime:
     after_hang: Decision | None = None  # decided when the hang was reported, done at its exit
     snapshot: StateSnapshot = field(default_factory=StateSnapshot)
     seen: Seen | None = None  # what the last read of the state table saw
+    reads: int = 0  # reads taken so far: a slower read begun before the last one is stale
     unreadable_since: datetime | None = None  # the state DB could not be read since then
     unreadable_reported: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)

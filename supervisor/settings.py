@@ -27,7 +27,8 @@ class SupervisorSettings(BaseSettings):
     data_dir: Path = Path(".supervisor")
     db_url: str | None = None
     check_interval_seconds: float = Field(default=5.0, gt=0)
-    status_interval_seconds: float = Field(default=600.0, ge=0)  # 0 turns the digest off
+    # The digest's period; 0: daily at ALERT_DIGEST_AT (the bot schedules it, bot/digest.py).
+    status_interval_seconds: float = Field(default=0.0, ge=0)
     stop_grace_seconds: float = Field(default=10.0, ge=0)
     error_poll_seconds: float = Field(default=0.5, gt=0)
     healthy_reset_seconds: float = Field(default=600.0, ge=0)

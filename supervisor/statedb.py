@@ -31,7 +31,11 @@ from workflows.contract import (
 # A read must never hold up the event loop for long; a locked database is retried next poll.
 READ_TIMEOUT_SECONDS = 0.05
 WRITE_TIMEOUT_SECONDS = 2.0
-_SELECT = f"SELECT key, value FROM state WHERE key IN ({', '.join('?' * len(CONTRACT_KEYS))})"
+# rowid and updated_at tell a rewrite of the same text from the same value read again:
+# INSERT OR REPLACE gives the row a new rowid, an upsert a new updated_at.
+_SELECT = (
+    f"SELECT *, rowid AS _version FROM state WHERE key IN ({', '.join('?' * len(CONTRACT_KEYS))})"
+)
 
 _SELECT_ERRORS = "SELECT id, text FROM supervisor_errors WHERE id > ? ORDER BY id DESC LIMIT ?"
 ERRORS_PER_READ = 100
@@ -51,6 +55,8 @@ class StateSnapshot:
     problem: str | None = None
     # Entries of the optional error log newer than the id asked for, oldest first.
     errors: tuple[tuple[int, str], ...] = ()
+    keeps_error_log: bool = False  # the workflow has the error log: only its entries count
+    last_error_version: str | None = None  # changes with every write of last_error
 
 
 def file_signature(path: Path) -> Signature | None:
@@ -113,7 +119,7 @@ class StateReader:
         now_seen = Seen(signature, started) if signature is not None else None
         return now_seen, self.read(errors_after)
 
-    def read(self, errors_after: int | None = None) -> StateSnapshot:
+    def read(self, errors_after: int = 0) -> StateSnapshot:
         """Read the contract keys, and error-log entries after ``errors_after``.
 
         Any failure is reported in ``problem``, never raised.
@@ -126,8 +132,8 @@ class StateReader:
                 return StateSnapshot(problem=f"database not found: {self.path}")
             try:
                 connection = self._connect(inode)
-                rows = dict(connection.execute(_SELECT, CONTRACT_KEYS).fetchall())
-                errors = _read_errors(connection, errors_after) if errors_after is not None else ()
+                rows, version = _read_keys(connection)
+                errors = _read_errors(connection, errors_after)
             except sqlite3.OperationalError as exc:
                 self._close()
                 text = str(exc)
@@ -137,7 +143,12 @@ class StateReader:
             except sqlite3.DatabaseError as exc:
                 self._close()
                 return StateSnapshot(problem=f"database corrupt: {exc}")
-        return replace(_snapshot(rows), errors=errors)
+        return replace(
+            _snapshot(rows),
+            errors=errors or (),
+            keeps_error_log=errors is not None,
+            last_error_version=version,
+        )
 
     def _connect(self, inode: int) -> sqlite3.Connection:
         if self._connection is None or inode != self._inode:
@@ -159,7 +170,7 @@ class StateReader:
             self._close()
 
 
-def read_state(path: Path, errors_after: int | None = None) -> StateSnapshot:
+def read_state(path: Path, errors_after: int = 0) -> StateSnapshot:
     """One read of a state table, for callers that read it once."""
     reader = StateReader(path)
     try:
@@ -168,12 +179,27 @@ def read_state(path: Path, errors_after: int | None = None) -> StateSnapshot:
         reader.close()
 
 
-def _read_errors(connection: sqlite3.Connection, after: int) -> tuple[tuple[int, str], ...]:
-    """The newest error-log entries after ``after`` (at most ``ERRORS_PER_READ``), oldest first."""
+def _read_keys(connection: sqlite3.Connection) -> tuple[dict[str, str], str | None]:
+    """The contract keys, and the version of ``last_error`` (rowid and updated_at)."""
+    cursor = connection.execute(_SELECT, CONTRACT_KEYS)
+    columns = [column[0] for column in cursor.description]
+    rows: dict[str, str] = {}
+    version = None
+    for values in cursor.fetchall():
+        row = dict(zip(columns, values, strict=True))
+        rows[row["key"]] = row["value"]
+        if row["key"] == LAST_ERROR_KEY:
+            version = f"{row['_version']}:{row.get('updated_at') or ''}"
+    return rows, version
+
+
+def _read_errors(connection: sqlite3.Connection, after: int) -> tuple[tuple[int, str], ...] | None:
+    """The newest error-log entries after ``after`` (at most ``ERRORS_PER_READ``), oldest
+    first; None when the workflow keeps no error log (it only sets last_error)."""
     try:
         rows = connection.execute(_SELECT_ERRORS, (after, ERRORS_PER_READ)).fetchall()
-    except sqlite3.OperationalError:  # no error log: a writer that only sets last_error
-        return ()
+    except sqlite3.OperationalError:
+        return None
     return tuple((int(row[0]), str(row[1])) for row in reversed(rows))
 
 

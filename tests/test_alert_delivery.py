@@ -307,7 +307,8 @@ async def test_burst_is_coalesced_into_few_messages_listing_every_alert(
     assert sorted(delivered_texts(fake)) == sorted(expected)
     merged = [m for m in fake.sent if m.text.count("\n\n") > 0]
     assert merged
-    assert all(m.reply_markup is None for m in merged)
+    logs = {"inline_keyboard": [[{"text": "Logs", "callback_data": "logs:x"}]]}
+    assert all(m.reply_markup == logs for m in merged)  # kept, and shown once
     assert merged[0].text.startswith(f"<b>{merged[0].text.count(chr(10) * 2)} alerts</b>")
     assert len({r.message_id for r in rows(engine)}) == len(fake.sent)
 

@@ -243,7 +243,7 @@ def test_settings_defaults_and_paths(tmp_path: Path) -> None:
     settings = SupervisorSettings()
     assert settings.config == Path("supervisor.toml")
     assert settings.check_interval_seconds == 5.0
-    assert settings.status_interval_seconds == 600.0
+    assert settings.status_interval_seconds == 0.0  # daily, at ALERT_DIGEST_AT
     data = tmp_path / ".supervisor"
     assert settings.control_db_url == f"sqlite:///{data / 'control.db'}"
     assert (settings.logs_dir, settings.run_dir, settings.state_dir) == (

@@ -38,7 +38,7 @@ async def test_error_texts_in_order_exactly_once(tmp_path: Path) -> None:
                 seen.append(event.detail)
             if event.kind == "finished":
                 break
-    assert seen == ["first", "second", "third"]
+    assert seen == ["first", "second", "second", "third"]  # a rewrite is news again
 
 
 async def test_a_write_is_reported_within_a_second_every_time(tmp_path: Path) -> None:
@@ -126,4 +126,27 @@ async def test_errors_written_within_one_poll_are_each_reported(tmp_path: Path) 
             assert writer.error(text)
         seen = [event.detail for event in await collect(sub, 1.5) if event.kind == "error"]
     writer.close()
-    assert seen == ["one", "two", "three", "four"]
+    assert seen == ["one", "two", "three", "three", "four"]  # each write is news
+
+
+async def test_an_error_that_recurs_is_reported_again_with_its_count(tmp_path: Path) -> None:
+    """Only a value read again is old news; the same text written again is a new event."""
+    conf = settings(tmp_path)
+    db = tmp_path / "again.db"
+    write_state(db, STATUS_KEY, "running")
+    flows = resolve(tmp_path, conf, idle(tmp_path, "again"))
+    async with running(conf, flows) as (_sup, sub):
+        for expected in (1, 2):
+            write_state(db, LAST_ERROR_KEY, "disk full")
+            event = await wait_for_event(sub, "error", "again")
+            assert isinstance(event, ErrorReported)
+            assert event.repeat == expected
+        write_state(db, STATUS_KEY, "idle")  # the files change; the error is only read again
+        await wait_for_event(sub, "status", "again")
+        assert [e for e in await collect(sub, 0.3) if e.kind == "error"] == []
+    async with running(conf, flows) as (_sup, sub):
+        assert [e for e in await collect(sub, 0.3) if e.kind == "error"] == []
+        write_state(db, LAST_ERROR_KEY, "disk full")  # after a restart: again, 3rd time
+        event = await wait_for_event(sub, "error", "again")
+        assert isinstance(event, ErrorReported)
+        assert event.repeat == 3

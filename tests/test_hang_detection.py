@@ -75,7 +75,7 @@ async def test_old_heartbeat_never_flags_a_fresh_start(tmp_path: Path) -> None:
     write_state(
         tmp_path / "late.db", HEARTBEAT_KEY, (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     )
-    flow = table(tmp_path, "late", hang_threshold_seconds=0.8, plan={"delay": 0.4})
+    flow = table(tmp_path, "late", hang_threshold_seconds=3.0, plan={"delay": 0.4})
     async with running(conf, resolve(tmp_path, conf, flow)) as (sup, sub):
         events = await collect(sub, 1.5)
         assert [e.kind for e in events if e.workflow == "late"] == ["started", "status"]

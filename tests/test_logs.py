@@ -8,7 +8,7 @@ import sys
 import tracemalloc
 from pathlib import Path
 
-from supervisor.logs import LogWriter, pump, tail
+from supervisor.logs import LogWriter, last_bytes, output_tail, pump, tail
 
 
 def _lines(count: int) -> list[bytes]:
@@ -146,3 +146,43 @@ async def test_pump_copies_a_flooding_subprocess(tmp_path: Path) -> None:
     assert lines[-1] == "end"
     assert "err" in lines
     assert path.stat().st_size == 200001 + 4 + 4
+
+
+def test_output_tail_leaves_out_the_supervisors_marks(tmp_path: Path) -> None:
+    writer = LogWriter(tmp_path / "w.log", 10_000, 1)
+    writer.mark("starting python flow.py")
+    writer.write(b"working\nTraceback (most recent call last):\nValueError: boom\n")
+    writer.mark("exited: code 1")
+    assert output_tail(tmp_path / "w.log", 2) == [
+        "Traceback (most recent call last):",
+        "ValueError: boom",
+    ]
+    assert output_tail(tmp_path / "w.log", 10) == [
+        "working",
+        "Traceback (most recent call last):",
+        "ValueError: boom",
+    ]
+
+
+def test_last_bytes_starts_at_a_line_and_spans_rotated_files(tmp_path: Path) -> None:
+    path = tmp_path / "w.log"
+    writer = LogWriter(path, 100, 3)
+    for number in range(30):
+        writer.write(f"line {number:02d}\n".encode())
+    data = last_bytes(path, 50)
+    assert len(data) <= 50
+    assert data.endswith(b"line 29\n")
+    assert data.startswith(b"line ")
+    assert last_bytes(path, 10_000).startswith(b"line ")  # everything kept, whole lines
+    assert last_bytes(tmp_path / "none.log", 10) == b""
+
+
+def test_output_tail_shows_only_the_latest_run(tmp_path: Path) -> None:
+    writer = LogWriter(tmp_path / "w.log", 10_000, 1)
+    writer.mark("starting flow")
+    writer.write(b"first run\n")
+    writer.mark("exited: code 1")
+    writer.mark("starting flow")
+    writer.write(b"second run\n")
+    writer.mark("exited: code 1")
+    assert output_tail(tmp_path / "w.log", 10) == ["second run"]

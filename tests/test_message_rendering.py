@@ -36,7 +36,6 @@ from supervisor.control import EventRecord
 from supervisor.events import (
     EVENT_TYPES,
     Crashed,
-    Digest,
     ErrorReported,
     Event,
     Finished,
@@ -281,7 +280,6 @@ def sample_events(value: str) -> list[Event]:
     """One event of every type, every free-text field set to ``value``."""
     tail = tuple(f"{i:02d} {value[:400]} " + "l" * 300 for i in range(50))
     common: dict[str, object] = {"workflow": NAME, "time": NOW}
-    statuses = tuple(wf(f"wf-{i:03d}", summary=value) for i in range(300))
     return [
         Started(**common, pid=1),  # type: ignore[arg-type]
         Stopped(**common, reason=value),  # type: ignore[arg-type]
@@ -317,7 +315,6 @@ def sample_events(value: str) -> list[Event]:
         Paused(**common),  # type: ignore[arg-type]
         Resumed(**common),  # type: ignore[arg-type]
         Reloaded(**common, path=f"/srv/{value[:200]}/flow.py"),  # type: ignore[arg-type]
-        Digest(workflow="*", time=NOW, workflows=statuses),
     ]
 
 
@@ -362,15 +359,14 @@ def test_restart_after_crash_edits_the_same_message_and_recovery_closes_it() -> 
     assert composer.alerts(restart) == []  # the incident is closed
 
 
-def test_error_alert_clips_10k_text_to_about_1000_chars() -> None:
-    [alert] = AlertComposer().alerts(
-        ErrorReported(workflow=NAME, time=NOW, text="<script>&" + "e" * 10_000)
-    )
-    text = assert_valid(alert.text)
-    shown = html_to_text(text.split("<pre>", 1)[1])
-    assert ERROR_CLIP - 10 <= len(shown) <= ERROR_CLIP
-    assert shown.startswith("<script>&")
-    assert "&lt;script&gt;&amp;" in text
+def test_error_alert_keeps_both_ends_of_a_10k_text_within_its_clip() -> None:
+    text = "<script>&" + "e" * 10_000 + "ValueError: the end"
+    [alert] = AlertComposer().alerts(ErrorReported(workflow=NAME, time=NOW, text=text))
+    shown = assert_valid(alert.text).split("<pre>", 1)[1].removesuffix("</pre>")
+    assert len(shown) <= ERROR_CLIP
+    assert shown.startswith("&lt;script&gt;&amp;")
+    assert shown.endswith("ValueError: the end")
+    assert "characters cut" in shown
 
 
 def test_gave_up_finished_status_and_reload_alerts_show_their_text() -> None:
@@ -380,16 +376,6 @@ def test_gave_up_finished_status_and_reload_alerts_show_their_text() -> None:
         if isinstance(event, GaveUp | Finished | StatusChanged | Reloaded):
             [alert] = composer.alerts(event)
             assert shows(assert_valid(alert.text), value), event
-
-
-def test_digest_of_300_workflows_is_split_and_complete() -> None:
-    statuses = tuple(wf(f"wf-{i:03d}", summary="<script>&" * 20) for i in range(300))
-    alerts = AlertComposer().alerts(Digest(workflow="*", time=NOW, workflows=statuses))
-    texts = assert_all_valid(alerts)
-    assert len(texts) > 1
-    assert "digest" in texts[0]
-    joined = "\n".join(texts)
-    assert all(joined.count(f"<b>wf-{i:03d}</b>") == 1 for i in range(300))
 
 
 # -- text primitives -----------------------------------------------------------------------
@@ -562,3 +548,37 @@ def test_a_hang_reads_in_human_durations() -> None:
     [silent] = AlertComposer().alerts(hung(None, 90))
     assert "hung: no heartbeat for 5m 12s (threshold 5m)" in late.text
     assert "hung: no heartbeat within 1m 30s" in silent.text
+
+
+def test_a_long_error_keeps_its_head_and_its_last_line_and_says_how_much_was_cut() -> None:
+    from bot.text import esc_clip_middle
+
+    trace = "Traceback (most recent call last):\n" + "  frame <x> & y\n" * 2000
+    text = trace + "ValueError: the <real> cause"
+    for limit in (200, 1000, 3000):
+        shown = esc_clip_middle(text, limit)
+        assert len(shown) <= limit
+        assert shown.startswith("Traceback (most recent call last):")
+        assert shown.endswith("ValueError: the &lt;real&gt; cause")
+        cut = int(shown.split("… ")[1].split(" characters cut")[0].replace(",", ""))
+        kept = html_to_text(shown).replace(f"\n… {cut:,} characters cut …\n", "")
+        assert len(kept) + cut == len(text)
+    assert esc_clip_middle("short <one>", 100) == "short &lt;one&gt;"
+
+
+def test_one_vocabulary_the_state_decides_icon_and_word_and_liveness_the_heartbeat() -> None:
+    """Never "🛑 gamma running" or "✅ delta error": the icon and word are the state's, and
+    the workflow's own status and heartbeat show only beside a live process."""
+    from supervisor.events import LIVE_STATES, STATE_LABELS
+
+    for state, (icon, word) in STATE_LABELS.items():
+        for own in (None, "running", "error", "done", "idle"):
+            status = wf("gamma", state=state, status=own, heartbeat_age=12.0)
+            line = html_to_text(status_line(status))
+            assert line.startswith(f"{icon} gamma {word}"), line
+            assert ("♥" in line) == (state in LIVE_STATES), line
+            assert (f"says {own}" in line) == (
+                state in LIVE_STATES and own not in (None, "running")
+            )
+            other_icons = {i for s, (i, _) in STATE_LABELS.items() if s != state}
+            assert not any(i in line for i in other_icons), line

@@ -98,3 +98,23 @@ async def test_a_python_workflow_script_is_watched_by_default(tmp_path: Path) ->
         await wait_for_event(sub, "reloaded", "demo", timeout=3)
         restarted = await wait_for_event(sub, "restarted", "demo")
         assert restarted.pid is not None  # type: ignore[attr-defined]
+
+
+async def test_other_files_beside_the_script_change_nothing_and_log_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The directory is watched only to see editors' renames: its other files are not ours."""
+    conf = settings(tmp_path)
+    flow = table(tmp_path, "calm", watch=True)
+    async with running(conf, resolve(tmp_path, conf, flow)) as (_sup, sub):
+        await wait_for_event(sub, "started", "calm")
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            for number in range(5):  # the workflow's own output, a build, a log rotating
+                (tmp_path / f"output-{number}.txt").write_text("x", encoding="utf-8")
+            (tmp_path / "calm.db-journal").write_text("x", encoding="utf-8")
+            later = await collect(sub, 1.0)
+        assert [e.kind for e in later if e.kind == "reloaded"] == []
+        assert [r.getMessage() for r in caplog.records if r.name.startswith("watchfiles")] == []
+        edit(tmp_path, "# the script itself")  # still seen
+        await wait_for_event(sub, "reloaded", "calm", timeout=3)

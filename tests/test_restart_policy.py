@@ -232,3 +232,24 @@ async def test_an_incident_whose_restart_finishes_is_closed_and_not_reopened_by_
         assert [e.kind for e in events if e.kind in ("restarted", "started")] == ["started"]
         [status] = await sup.status("once")
         assert status.restarts == 0
+
+
+async def test_downtime_runs_from_the_failure_to_the_first_heartbeat_after_it(
+    tmp_path: Path,
+) -> None:
+    """Not to the end of the confirmation window: that is the supervisor's caution."""
+    conf = settings(tmp_path, recovery_seconds=1.5)
+    marker = tmp_path / "crashed-once"
+    flow = table(
+        tmp_path,
+        "blip",
+        restart_backoff_seconds=[0.05],
+        plan={"beats": 2, "exit": 1, "crash_once": str(marker)},
+    )
+    async with running(conf, resolve(tmp_path, conf, flow)) as (_sup, sub):
+        crash = await wait_for_event(sub, "crashed", "blip")
+        recovered = await wait_for_event(sub, "recovered", "blip", timeout=10)
+        assert isinstance(recovered, Recovered)
+        confirmed_after = (recovered.time - crash.time).total_seconds()
+        assert confirmed_after >= 1.5
+        assert 0 < recovered.down_seconds < confirmed_after - 1.0

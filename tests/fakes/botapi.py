@@ -17,6 +17,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import HTTP
 from html.parser import HTMLParser
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,9 +29,20 @@ from urllib.parse import parse_qsl, urlsplit
 
 JSON = dict[str, Any]
 MAX_TEXT_LENGTH = 4096
+MAX_CAPTION_LENGTH = 1024
+MAX_BUTTONS = 100
+MAX_CALLBACK_DATA_BYTES = 64
 # Form values PTB sends verbatim; every other value arrives JSON-encoded ("123", "true", "{...}").
 _STRING_FIELDS = frozenset(
-    {"text", "parse_mode", "callback_query_id", "url", "inline_message_id", "language_code"}
+    {
+        "text",
+        "caption",
+        "parse_mode",
+        "callback_query_id",
+        "url",
+        "inline_message_id",
+        "language_code",
+    }
 )
 _HTML_TAGS = frozenset(
     {
@@ -134,9 +148,20 @@ class BotAPIError(Exception):
         return reply
 
 
+@dataclass(frozen=True)
+class UploadedFile:
+    """A file the bot uploaded (multipart/form-data), as the server received it."""
+
+    filename: str | None
+    data: bytes
+
+
 @dataclass
 class SentMessage:
-    """A message the bot sent, with the history of texts it was edited to."""
+    """A message the bot sent, with the history of texts it was edited to.
+
+    For a document (``sendDocument``) ``text`` is its caption and ``document`` the file.
+    """
 
     message_id: int
     chat_id: int
@@ -146,6 +171,7 @@ class SentMessage:
     message_thread_id: int | None = None
     date: int = 0
     edits: list[str] = field(default_factory=list)
+    document: UploadedFile | None = None
 
 
 @dataclass
@@ -189,20 +215,58 @@ def _entity_error(detail: str) -> BotAPIError:
     return BotAPIError(400, f"Bad Request: can't parse entities: {detail}")
 
 
+def _visible_length(text: str, parse_mode: str | None) -> int:
+    """The length Telegram counts, after checking the markup parses (BotAPIError if not)."""
+    if parse_mode is None or parse_mode.upper() != "HTML":
+        return len(text)
+    checker = _HTMLCheck()
+    checker.feed(text)
+    checker.close()
+    if checker.open:
+        raise _entity_error(f"unclosed start tag {checker.open[-1]!r}")
+    return checker.visible
+
+
 def check_text(text: str, parse_mode: str | None) -> None:
     """Raise the BotAPIError Telegram would give for an empty, unparsable or too long text."""
-    visible = len(text)
-    if parse_mode is not None and parse_mode.upper() == "HTML":
-        checker = _HTMLCheck()
-        checker.feed(text)
-        checker.close()
-        if checker.open:
-            raise _entity_error(f"unclosed start tag {checker.open[-1]!r}")
-        visible = checker.visible
+    visible = _visible_length(text, parse_mode)
     if not text.strip():
         raise BotAPIError(400, "Bad Request: message text is empty")
     if visible > MAX_TEXT_LENGTH:
         raise BotAPIError(400, "Bad Request: message is too long")
+
+
+def check_markup(markup: JSON | None) -> None:
+    """Raise what Telegram answers to too many buttons or a button's data past 64 bytes."""
+    buttons = [button for row in (markup or {}).get("inline_keyboard", []) for button in row]
+    if len(buttons) > MAX_BUTTONS:
+        raise BotAPIError(400, "Bad Request: reply markup is too long")
+    for button in buttons:
+        data = button.get("callback_data")
+        if data is not None and not 1 <= len(data.encode()) <= MAX_CALLBACK_DATA_BYTES:
+            raise BotAPIError(400, "Bad Request: BUTTON_DATA_INVALID")
+
+
+def check_caption(caption: str, parse_mode: str | None) -> None:
+    """A caption may be empty, but is HTML-checked and at most 1024 visible characters."""
+    if _visible_length(caption, parse_mode) > MAX_CAPTION_LENGTH:
+        raise BotAPIError(400, "Bad Request: message caption is too long")
+
+
+def parse_multipart(content_type: str, body: bytes) -> dict[str, Any]:
+    """Form fields as strings, file fields as ``UploadedFile``: what PTB sends with a file."""
+    head = f"Content-Type: {content_type}\r\n\r\n".encode()
+    message = BytesParser(policy=HTTP).parsebytes(head + body)
+    assert isinstance(message, EmailMessage)
+    fields: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        data = part.get_payload(decode=True)
+        assert isinstance(name, str), part
+        assert isinstance(data, bytes), part
+        filename = part.get_filename()
+        fields[name] = UploadedFile(filename, data) if filename else data.decode()
+    return fields
 
 
 def _decode_params(raw: dict[str, Any]) -> JSON:
@@ -418,6 +482,7 @@ class FakeBotAPI(BackgroundServer):
             "close": lambda _: True,
             "logout": lambda _: True,
             "sendmessage": self._send_message,
+            "senddocument": self._send_document,
             "editmessagetext": self._edit_message_text,
             "answercallbackquery": self._answer_callback,
             "setmycommands": self._set_commands,
@@ -452,6 +517,7 @@ class FakeBotAPI(BackgroundServer):
     def _send_message(self, params: JSON) -> JSON:
         text, parse_mode = str(params.get("text", "")), params.get("parse_mode")
         check_text(text, parse_mode)
+        check_markup(params.get("reply_markup"))
         chat_id = int(params["chat_id"])
         thread_id = params.get("message_thread_id")
         record = SentMessage(
@@ -472,6 +538,7 @@ class FakeBotAPI(BackgroundServer):
             raise BotAPIError(400, "Bad Request: message to edit not found")
         text, markup = str(params.get("text", "")), params.get("reply_markup")
         check_text(text, params.get("parse_mode"))
+        check_markup(markup)
         if text == record.text and markup == record.reply_markup:
             raise BotAPIError(
                 400,
@@ -483,6 +550,29 @@ class FakeBotAPI(BackgroundServer):
         record.parse_mode = params.get("parse_mode")
         record.edits.append(text)
         return {**self._record_message(record), "edit_date": int(time.time())}
+
+    def _send_document(self, params: JSON) -> JSON:
+        """Only an upload is understood (no file_id or URL): that is all the bot sends."""
+        document = params.get("document")
+        if not isinstance(document, UploadedFile):
+            raise BotAPIError(400, "Bad Request: invalid file HTTP URL specified")
+        if not document.data:
+            raise BotAPIError(400, "Bad Request: file must be non-empty")
+        caption, parse_mode = str(params.get("caption", "")), params.get("parse_mode")
+        check_caption(caption, parse_mode)
+        thread_id = params.get("message_thread_id")
+        record = SentMessage(
+            message_id=self._take_message_id(),
+            chat_id=int(params["chat_id"]),
+            text=caption,
+            parse_mode=parse_mode,
+            reply_markup=params.get("reply_markup"),
+            message_thread_id=int(thread_id) if thread_id is not None else None,
+            date=int(time.time()),
+            document=document,
+        )
+        self.sent.append(record)
+        return self._record_message(record)
 
     def _answer_callback(self, params: JSON) -> bool:
         self.answered_callbacks.append(params)
@@ -536,6 +626,15 @@ class FakeBotAPI(BackgroundServer):
             message["reply_markup"] = record.reply_markup
         if record.message_thread_id is not None:
             message["message_thread_id"] = record.message_thread_id
+        if record.document is not None:
+            del message["text"]
+            message["caption"] = record.text
+            message["document"] = {
+                "file_id": f"file-{record.message_id}",
+                "file_unique_id": f"unique-{record.message_id}",
+                "file_name": record.document.filename,
+                "file_size": len(record.document.data),
+            }
         return message
 
 
@@ -562,11 +661,15 @@ def _make_handler(fake: FakeBotAPI) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             url = urlsplit(self.path)
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
-            if self.headers.get_content_type() == "application/json":
-                raw: dict[str, Any] = json.loads(body or "{}")
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            kind = self.headers.get_content_type()
+            raw: dict[str, Any] = dict(parse_qsl(url.query))
+            if kind == "application/json":
+                raw = json.loads(body or b"{}")
+            elif kind == "multipart/form-data":
+                raw |= parse_multipart(self.headers["Content-Type"], body)
             else:
-                raw = dict(parse_qsl(url.query)) | dict(parse_qsl(body, keep_blank_values=True))
+                raw |= dict(parse_qsl(body.decode(), keep_blank_values=True))
             self._reply(url.path, raw)
 
         def _reply(self, path: str, raw: dict[str, Any]) -> None:
