@@ -15,14 +15,17 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol
 
 from bot.audit import Actor, AuditLog
+from bot.localtime import local_time
+from bot.outbox import Mute
 from bot.render import (
     HELP,
     detail,
     greeting,
+    mutes_line,
     name_buttons,
     name_picker,
     names_message,
@@ -69,7 +72,7 @@ class Muter(Protocol):
 
     async def unmute(self, workflow: str | None = None) -> int: ...
 
-    async def muted_until(self, workflow: str | None = None) -> datetime | None: ...
+    async def mutes(self) -> list[Mute]: ...
 
     async def acknowledge(self, workflow: str) -> int: ...
 
@@ -153,7 +156,10 @@ def line(text: str) -> Reply:
 
 
 class CommandRouter:
-    """Parses, authorises nothing (the transport did), executes, audits, renders."""
+    """Parses, authorises nothing (the transport did), executes, audits, renders.
+
+    ``timezone`` (``ALERT_TIMEZONE``) is the zone of every time a reply shows.
+    """
 
     def __init__(
         self,
@@ -163,12 +169,14 @@ class CommandRouter:
         *,
         follow: Follow | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        timezone: tzinfo = UTC,
     ) -> None:
         self.api = api
         self.muter = muter
         self.audit = audit
         self.follow = follow or Follow()
         self.clock = clock
+        self.timezone = timezone
         self._follows: dict[int | None, _FollowStop] = {}  # chat -> its one live follow
 
     async def handle(self, command: str, args: Sequence[str], actor: Actor) -> Reply:
@@ -270,7 +278,8 @@ class CommandRouter:
 
     async def _status(self, args: list[str]) -> Reply:
         if not args:
-            messages = overview(statuses := await self.api.status())
+            note = mutes_line(await self.muter.mutes(), self.timezone, self.clock())
+            messages = overview(statuses := await self.api.status(), note)
             buttons, _ = name_buttons("status", [status.name for status in statuses])
             return Reply([*messages[:-1], replace(messages[-1], buttons=buttons)])
         name = self._name("status", args)
@@ -382,11 +391,13 @@ class CommandRouter:
             seconds = parse_duration(durations[0] if durations else DEFAULT_MUTE)
         except ValueError as exc:
             raise Usage(str(exc)) from exc
-        until = self.clock() + timedelta(seconds=seconds)
+        now = self.clock()
+        until = now + timedelta(seconds=seconds)
         await self.muter.mute(until, workflow)
         what = f"<b>{esc(workflow)}</b> muted" if workflow else "Muted"
+        shown = local_time(until.timestamp(), self.timezone, now.timestamp())
         return line(
-            f"🔕 {what} for {format_duration(seconds)} (until {until:%H:%M} UTC). "
+            f"🔕 {what} for {format_duration(seconds)} (until {shown}). "
             "Hangs and give-ups still come through; the rest is summarised at the end."
         )
 

@@ -5,19 +5,20 @@ chatty about URLs: httpx logs every request at INFO with the full URL, and
 Telegram's Bot API puts the bot token in the URL path
 (``https://api.telegram.org/bot<TOKEN>/getUpdates``). So httpx is turned down
 to WARNING, and a filter rewrites each record, message, arguments and
-traceback, before any handler formats it: the configured secrets, anything
-shaped like a Telegram bot token and anything shaped like an Anthropic key
-become ``[REDACTED]``.
+traceback, before any handler formats it: the configured secrets and anything
+shaped like a key or token become ``[REDACTED]``, by the one rule for secrets
+in ``supervisor.secrets`` (the same that keeps them out of a diagnosis).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable
 
-REDACTED = "[REDACTED]"
-_ALWAYS = (r"\d{6,12}:[A-Za-z0-9_-]{30,}", r"sk-ant-[A-Za-z0-9_-]+")
+from supervisor.secrets import REDACTED, Redactor
+
+__all__ = ["REDACTED", "RedactingFilter", "install_redaction"]
+
 # Library loggers (and their existing children) filtered at the source, so their
 # records are clean even on handlers attached after install_redaction ran.
 NOISY_LOGGERS = ("httpx", "telegram", "apscheduler")
@@ -28,12 +29,7 @@ class RedactingFilter(logging.Filter):
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        literal = sorted({s for s in secrets if s}, key=len, reverse=True)
-        self._pattern = re.compile("|".join([*map(re.escape, literal), *_ALWAYS]))
-
-    def redact(self, text: str) -> str:
-        """Return ``text`` with every secret replaced."""
-        return self._pattern.sub(REDACTED, text)
+        self.redact = Redactor(secrets).redact
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = self.redact(record.getMessage())

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, tzinfo
 
+from bot.localtime import local_time
+from bot.outbox import Mute
 from bot.text import (
     TELEGRAM_LIMIT,
     Button,
@@ -83,13 +85,30 @@ def pack(blocks: Sequence[str], header: str = "") -> list[Message]:
     return messages
 
 
-def overview(statuses: Sequence[WorkflowStatus]) -> list[Message]:
-    """One line per workflow, split over as many messages as it takes."""
-    if not statuses:
-        return [Message("No workflows configured.")]
+def overview(statuses: Sequence[WorkflowStatus], note: str = "") -> list[Message]:
+    """One line per workflow, split over as many messages as it takes; ``note`` goes first."""
     count = len(statuses)
     header = f"<b>{count} workflow{'' if count == 1 else 's'}</b>"
+    if not count:
+        header = "No workflows configured."
+    if note:
+        header = f"{note}\n{header}"
     return pack([status_line(status) for status in statuses], header=header)
+
+
+def mutes_line(mutes: Sequence[Mute], tz: tzinfo, now: datetime) -> str:
+    """``🔕 muted: everything until 15:00 CET · api until 16:30 CET``, or "" with none.
+
+    For ``/status``: a quiet chat must not pass for a healthy fleet when alerts are held.
+    """
+    if not mutes:
+        return ""
+    parts = [
+        f"{'everything' if mute.workflow is None else esc_clip(mute.workflow, NAME_IN_LIST)}"
+        f" until {local_time(mute.until.timestamp(), tz, now.timestamp())}"
+        for mute in mutes
+    ]
+    return "🔕 muted: " + " · ".join(parts)
 
 
 def detail(

@@ -47,7 +47,9 @@ class Service:
             self.engine, transport, target, pacing=pacing, timezone=alerting.timezone
         )
         self.audit = AuditLog(self.engine)
-        self.router = CommandRouter(supervisor, self.notifier, self.audit, follow=follow)
+        self.router = CommandRouter(
+            supervisor, self.notifier, self.audit, follow=follow, timezone=alerting.timezone
+        )
         composer = AlertComposer(remind_after=alerting.renotify_seconds or None)  # 0: never
         self.forwarder = EventForwarder(self.engine, composer, self.notifier)
         self._forwarding: asyncio.Task[None] | None = None

@@ -24,6 +24,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 from pydantic_settings import BaseSettings
 
+from supervisor.agentsettings import AgentSettings
 from supervisor.faults import FAULT_VARIABLE
 from supervisor.settings import SupervisorSettings
 
@@ -49,11 +50,8 @@ RESERVED = frozenset(
         "FLEET_FAILOVER_SECONDS",
         "FLEET_NODE_TIMEOUT_SECONDS",
         "AGENT_BACKEND",
-        "AGENT_TIMEOUT_SECONDS",
-        "AGENT_MAX_USD_PER_DAY",
         "AGENT_APPROVAL_SECONDS",
         "AGENT_AUTO_APPROVE",
-        "AGENT_PRICES",
     }
 )
 
@@ -72,8 +70,8 @@ def model_names(model: type[BaseSettings]) -> set[str]:
 
 
 def known_names(models: Iterable[type[BaseSettings]]) -> frozenset[str]:
-    """Every name a program with these models knows (the supervisor's are always in)."""
-    every: list[type[BaseSettings]] = [SupervisorSettings, *models]
+    """Every name a program with these models knows (the supervisor's and Claude's always)."""
+    every: list[type[BaseSettings]] = [SupervisorSettings, AgentSettings, *models]
     return READ_DIRECTLY | RESERVED | {name for model in every for name in model_names(model)}
 
 

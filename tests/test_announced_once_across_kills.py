@@ -20,7 +20,7 @@ from tests.bot_harness import COMMAND_CHAT, TOKEN, USER, is_alert, order, proces
 from tests.fakes.botapi import FakeBotAPI
 from tests.test_bot_process import start, terminate
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
@@ -42,9 +42,9 @@ def test_an_error_is_announced_exactly_once_whatever_instant_the_bot_is_killed_a
 ) -> None:
     doomed = start(process_env(fake, tmp_path, SUPERVISOR_FAULT=instant))
     try:
-        fake.wait_for_sent_sync(is_alert("bot up"), timeout=15)
+        fake.wait_for_sent_sync(is_alert("bot up"), timeout=30)
         order(tmp_path, "worker", error="written at the worst instant")
-        assert doomed.wait(15) == -signal.SIGKILL
+        assert doomed.wait(30) == -signal.SIGKILL
     finally:
         if doomed.poll() is None:
             doomed.kill()
@@ -52,7 +52,7 @@ def test_an_error_is_announced_exactly_once_whatever_instant_the_bot_is_killed_a
     assert fake.sent_matching(is_alert("worst instant")) == []
     again = start(process_env(fake, tmp_path))
     try:
-        fake.wait_for_sent_sync(is_alert("written at the worst instant"), timeout=15)
+        fake.wait_for_sent_sync(is_alert("written at the worst instant"), timeout=30)
         fake.wait_for_sent_sync(is_alert("unclean stop"), timeout=10)
         fake.add_message("/status", COMMAND_CHAT, USER)  # a round trip after everything queued
         fake.wait_for_sent_sync(lambda m: m.chat_id == COMMAND_CHAT, timeout=10)

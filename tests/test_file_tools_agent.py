@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from tests.fakes.messages_api import FakeMessagesAPI
+from tests.fakes.messages_api import FakeMessagesAPI, tool_results
 from workflows import ClaudeAgent
 
 pytestmark = pytest.mark.timeout(20)
@@ -39,17 +39,6 @@ def tool_names(request: dict[str, Any]) -> set[str]:
     tools = request.get("tools")
     assert isinstance(tools, list)
     return {str(tool["name"]) for tool in tools}
-
-
-def tool_results(request: dict[str, Any]) -> list[dict[str, Any]]:
-    """The tool_result blocks a request sends back to the model."""
-    return [
-        block
-        for message in request["messages"]
-        if isinstance(message["content"], list)
-        for block in message["content"]
-        if block.get("type") == "tool_result"
-    ]
 
 
 def test_the_agent_edits_files_in_its_workdir_then_answers(

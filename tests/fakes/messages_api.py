@@ -2,8 +2,11 @@
 
 Tests queue replies and errors in order; the server answers each `POST /v1/messages` with the
 next one, in the Messages API's JSON shape (or as a server-sent event stream when the request
-asks for `stream: true`), and records what was asked. Point the SDK at it with
-`ANTHROPIC_BASE_URL=fake.base_url` (child processes) or `Anthropic(base_url=fake.base_url)`.
+asks for `stream: true`), and records what was asked (`requests`, with each one's path in `paths`).
+`POST /v1/messages/count_tokens` answers without using the queue: about four characters a token.
+A queued stall holds its request until the server stops, for tests of a client's time limit.
+Point the SDK at it with `ANTHROPIC_BASE_URL=fake.base_url` (child processes) or
+`Anthropic(base_url=fake.base_url)`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,18 @@ class _Reply:
     status: int
     body: JSON
     headers: dict[str, str] = field(default_factory=dict)
+    stall: bool = False
+
+
+def tool_results(request: JSON) -> list[JSON]:
+    """The tool_result blocks a recorded request sends back to the model."""
+    return [
+        block
+        for message in request["messages"]
+        if isinstance(message["content"], list)
+        for block in message["content"]
+        if block.get("type") == "tool_result"
+    ]
 
 
 def error_body(status: int, message: str | None = None) -> JSON:
@@ -50,10 +65,15 @@ class FakeMessagesAPI(BackgroundServer):
     def __init__(self) -> None:
         super().__init__()
         self.requests: list[JSON] = []
+        self.paths: list[str] = []
         self.headers: list[dict[str, str]] = []
         self._replies: deque[_Reply] = deque()
         self._lock = threading.Lock()
         self._count = 0
+        self._released = threading.Event()
+
+    def _before_stop(self) -> None:
+        self._released.set()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         return _make_handler(self)
@@ -104,6 +124,17 @@ class FakeMessagesAPI(BackgroundServer):
         with self._lock:
             self._replies.append(_Reply(status, body or error_body(status), headers or {}))
 
+    def queue_stall(self) -> None:
+        """Queue a request that gets no answer until the server stops (then a 500)."""
+        with self._lock:
+            self._replies.append(_Reply(500, error_body(500, "stalled"), stall=True))
+
+    def message_requests(self) -> list[JSON]:
+        """The requests sent to `/v1/messages` itself (not to count_tokens)."""
+        with self._lock:
+            pairs = zip(self.requests, self.paths, strict=True)
+            return [request for request, path in pairs if path == "/v1/messages"]
+
     @property
     def pending(self) -> int:
         """How many queued replies have not been served yet."""
@@ -114,13 +145,18 @@ class FakeMessagesAPI(BackgroundServer):
         """Record one request and pick its reply."""
         with self._lock:
             self.requests.append(request)
+            self.paths.append(path.rstrip("/"))
             self.headers.append(headers)
             self._count += 1
+            if path.rstrip("/") == "/v1/messages/count_tokens":
+                return _Reply(200, {"input_tokens": len(json.dumps(request)) // 4})
             if path.rstrip("/") != "/v1/messages":
                 return _Reply(404, error_body(404, f"no route for {path}"))
             if not self._replies:
                 return _Reply(500, error_body(500, "no reply queued"), {"x-should-retry": "false"})
             reply = self._replies.popleft()
+        if reply.stall:
+            self._released.wait()
         if reply.status == 200:
             body = {
                 "id": f"msg_fake_{self._count}",

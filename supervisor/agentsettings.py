@@ -1,0 +1,43 @@
+"""The control plane's Claude knobs: which model, how long, how much per day, at what price.
+
+Kept apart from ``SupervisorSettings`` because the names are not under one
+prefix (``ANTHROPIC_MODEL`` is shared with the workflows' own agents, the
+``AGENT_*`` names with the bridge and heal to come), and because only the
+pieces that call Claude need them. ``ANTHROPIC_API_KEY`` and
+``ANTHROPIC_BASE_URL`` are read here too, so that a key kept in ``.env``
+works like one in the environment; Claude counts as configured when the key
+is set.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workflows.agents import DEFAULT_MODEL
+
+
+class Price(BaseModel):
+    """USD per million tokens, as the price list states them."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
+class AgentSettings(BaseSettings):
+    """``ANTHROPIC_*`` and ``AGENT_*`` settings of the control plane's calls to Claude."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    anthropic_model: str = DEFAULT_MODEL
+    agent_timeout_seconds: float = Field(default=90.0, gt=0)
+    agent_max_usd_per_day: float = Field(default=5.0, ge=0)
+    # Model id (or id prefix) -> price; merged over spend.BUILT_IN_PRICES.
+    agent_prices: dict[str, Price] = Field(default_factory=dict)
+
+    @property
+    def configured(self) -> bool:
+        """Whether Claude may be asked at all (a key is set)."""
+        return bool(self.anthropic_api_key and self.anthropic_api_key.get_secret_value())

@@ -1,0 +1,203 @@
+"""The model call: the pack in the first request, read-only tools when needed, an answer always.
+
+One conversation, all under ``AGENT_TIMEOUT_SECONDS``: count the tokens and
+trim the pack to ``INPUT_TOKEN_CAP``; refuse if today's spend would pass
+``AGENT_MAX_USD_PER_DAY``; then the SDK's tool runner with the read-only
+tools (``tools.py``) for at most ``STEP_CAP`` turns, parsing into
+``Diagnosis``; a model still asking for tools after that gets one last call
+in which it may not use them (``tool_choice: none``; the tools stay defined
+because the history holds their calls). API errors are retried by the SDK
+(``claudeclient.MAX_RETRIES``) within the deadline; after that, and on a
+reply that does not parse, the rules' verdict stands with a note. Every
+request leaves through the redacting client, and what it cost is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+from pydantic import ValidationError
+
+from supervisor.agentsettings import AgentSettings
+from supervisor.claudeclient import Redact, redacting_client
+from supervisor.diagnosis.check import check, fallback, verdict_from
+from supervisor.diagnosis.prompt import SYSTEM, trimmed, user_message
+from supervisor.diagnosis.tools import Findings, Sources, read_only_tools
+from supervisor.diagnosis.types import Diagnosis, EvidencePack, Usage, Verdict
+from supervisor.secrets import Redactor
+from supervisor.spend import SpendLedger, cost_usd, price_of
+
+STEP_CAP = 4
+INPUT_TOKEN_CAP = 40_000
+MAX_TOKENS = 2_048
+TRIM_ATTEMPTS = 3
+UNAVAILABLE = "Claude unavailable"
+ClientFactory = Callable[[AgentSettings, Redact], anthropic.AsyncAnthropic]
+
+
+@dataclass
+class _Tally:
+    """Tokens the API reported so far in one conversation."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def add(self, message: Any) -> None:
+        self.input_tokens += message.usage.input_tokens
+        self.output_tokens += message.usage.output_tokens
+
+
+async def ask_model(
+    pack: EvidencePack,
+    rules_verdict: Verdict,
+    *,
+    settings: AgentSettings,
+    ledger: SpendLedger,
+    redactor: Redactor,
+    sources: Sources | None = None,
+    client_factory: ClientFactory = redacting_client,
+    clock: Callable[[], float] = time.monotonic,
+) -> Verdict:
+    """Claude's checked verdict on ``pack``, or the rules' with a note saying why not."""
+    started, tally = clock(), _Tally()
+    model = settings.anthropic_model
+    price = price_of(model, settings.agent_prices)
+
+    def usage() -> Usage:
+        spent = cost_usd(price, tally.input_tokens, tally.output_tokens)
+        seconds = clock() - started
+        return Usage(model, tally.input_tokens, tally.output_tokens, spent, seconds)
+
+    pack = _redacted(pack, redactor)
+    findings = Findings(redactor.redact)
+    tools = read_only_tools(sources or Sources(), findings)
+    try:
+        async with (
+            client_factory(settings, redactor.redact) as client,
+            asyncio.timeout(settings.agent_timeout_seconds),
+        ):
+            sent, tokens = await _fit(client, pack, rules_verdict, tools, model)
+            if sent is None:
+                note = f"the evidence is too large for Claude ({tokens} tokens); the rules' verdict"
+                return fallback(rules_verdict, note)
+            estimate = cost_usd(price, tokens, MAX_TOKENS)
+            if not await asyncio.to_thread(ledger.allowed, estimate):
+                cap = settings.agent_max_usd_per_day
+                note = f"Claude not asked: today's spend is at the cap (${cap:.2f} a day)"
+                return fallback(rules_verdict, f"{note}; the rules' verdict")
+            diagnosis = await _converse(
+                client, pack=sent, rules=rules_verdict, tools=tools, model=model, tally=tally
+            )
+    except (anthropic.APIError, TimeoutError) as exc:
+        return _unavailable(rules_verdict, _reason(exc), usage())
+    except ValidationError:
+        return _unavailable(rules_verdict, "its answer did not parse", usage())
+    finally:
+        if tally.input_tokens or tally.output_tokens:
+            spent = usage()
+            await asyncio.to_thread(
+                ledger.record, model, spent.input_tokens, spent.output_tokens, spent.cost_usd
+            )
+    if diagnosis is None:
+        return _unavailable(rules_verdict, "no answer", usage())
+    seen = dataclasses.replace(sent, items=(*sent.items, *findings.items))
+    checked, dropped = check(diagnosis, seen)
+    return verdict_from(checked, dropped, rules_verdict, usage())
+
+
+async def _fit(
+    client: anthropic.AsyncAnthropic,
+    pack: EvidencePack,
+    rules_verdict: Verdict,
+    tools: Sequence[Any],
+    model: str,
+) -> tuple[EvidencePack | None, int]:
+    """The pack trimmed to the input cap (None if it cannot be), and its token count."""
+    keep, sent = 1.0, pack
+    for _ in range(TRIM_ATTEMPTS):
+        counted = await client.beta.messages.count_tokens(
+            model=model,
+            system=SYSTEM,
+            messages=[{"role": "user", "content": user_message(sent, rules_verdict)}],
+            tools=[tool.to_dict() for tool in tools],
+        )
+        if counted.input_tokens <= INPUT_TOKEN_CAP:
+            return sent, counted.input_tokens
+        keep *= 0.9 * INPUT_TOKEN_CAP / counted.input_tokens
+        sent = trimmed(pack, keep)
+    return None, counted.input_tokens
+
+
+async def _converse(
+    client: anthropic.AsyncAnthropic,
+    *,
+    pack: EvidencePack,
+    rules: Verdict,
+    tools: Sequence[Any],
+    model: str,
+    tally: _Tally,
+) -> Diagnosis | None:
+    """The tool runner for up to ``STEP_CAP`` turns, then one last call without tool use."""
+    request: dict[str, Any] = {
+        "model": model,
+        "max_tokens": MAX_TOKENS,
+        "system": SYSTEM,
+        "output_format": Diagnosis,
+    }
+    history: list[Any] = [{"role": "user", "content": user_message(pack, rules)}]
+    runner = client.beta.messages.tool_runner(
+        **request, messages=list(history), tools=list(tools), max_iterations=STEP_CAP, thread=False
+    )
+    last = None
+    async for message in runner:
+        tally.add(message)
+        history.append(message.to_param())
+        last = message
+        if message.stop_reason == "tool_use":
+            results = await runner.generate_tool_call_response()
+            if results is not None:
+                history.append(results)
+    if last is not None and last.stop_reason != "tool_use":
+        answered: Diagnosis | None = last.parsed_output
+        return answered
+    history.append({"role": "user", "content": "No more tools: answer now from what you have."})
+    final = await client.beta.messages.parse(
+        **request,
+        messages=history,
+        tools=[tool.to_dict() for tool in tools],
+        tool_choice={"type": "none"},
+    )
+    tally.add(final)
+    parsed: Diagnosis | None = final.parsed_output
+    return parsed
+
+
+def _unavailable(rules_verdict: Verdict, reason: str, usage: Usage) -> Verdict:
+    return fallback(rules_verdict, f"{UNAVAILABLE} ({reason}); the rules' verdict", usage)
+
+
+def _redacted(pack: EvidencePack, redactor: Redactor) -> EvidencePack:
+    """The pack as the model will see it, so that the check compares like with like."""
+    items = tuple(dataclasses.replace(i, text=redactor.redact(i.text)) for i in pack.items)
+    return dataclasses.replace(pack, items=items)
+
+
+def _reason(exc: Exception) -> str:
+    """A few words on why Claude did not answer, for the note."""
+    if isinstance(exc, TimeoutError | anthropic.APITimeoutError):
+        return "timed out"
+    if isinstance(exc, anthropic.APIConnectionError):
+        return "unreachable"
+    if isinstance(exc, anthropic.APIStatusError):
+        if exc.status_code == 529:
+            return "overloaded"
+        if exc.status_code == 429:
+            return "rate limited"
+        return f"error {exc.status_code}"
+    return type(exc).__name__

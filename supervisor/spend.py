@@ -1,0 +1,127 @@
+"""One rule for spend: what a call to Claude cost, and whether today's budget allows another.
+
+The cost comes from the usage the API reports and a price list (built in,
+overridden by ``AGENT_PRICES``). Every call is written to a ledger in the
+control DB, so the daily cap ``AGENT_MAX_USD_PER_DAY`` holds across restarts
+and, on Postgres, across hosts. The ``who`` column names the spender
+(``diagnosis`` today; the bridge, heal and a workflow's ``agent.cost_usd``
+later) so one cap and one ``/cost`` can cover them all.
+
+What it does not promise: the cap is checked against an estimate before a
+call and the real cost is recorded after it, so concurrent calls, or a call
+that costs more than its estimate, can overshoot the cap by what those calls
+cost; the day is the UTC day.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, func, insert, select
+from sqlalchemy import Table as SATable
+
+from supervisor.agentsettings import Price
+
+log = logging.getLogger("supervisor")
+PER_TOKEN = 1e-6  # prices are per million tokens
+
+# Public list prices, USD per million tokens; a model id matches its longest listed prefix.
+BUILT_IN_PRICES: Mapping[str, Price] = {
+    "claude-opus-4-6": Price(input=5, output=25),
+    "claude-opus-4-5": Price(input=5, output=25),
+    "claude-opus-4-1": Price(input=15, output=75),
+    "claude-opus-4": Price(input=15, output=75),
+    "claude-sonnet-4": Price(input=3, output=15),
+    "claude-3-7-sonnet": Price(input=3, output=15),
+    "claude-haiku-4-5": Price(input=1, output=5),
+    "claude-3-5-haiku": Price(input=0.8, output=4),
+}
+# For a model no list knows: the dearest price, so the cap errs on the safe side.
+UNKNOWN_MODEL_PRICE = Price(input=15, output=75)
+
+metadata = MetaData()
+
+ledger = SATable(
+    "agent_spend",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("day", String(10), nullable=False, index=True),  # UTC date, YYYY-MM-DD
+    Column("at", Float, nullable=False),  # epoch seconds, like the outbox
+    Column("who", String(64), nullable=False),
+    Column("model", String(255), nullable=False),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+)
+
+
+def price_of(model: str, prices: Mapping[str, Price]) -> Price:
+    """The price of ``model``: its longest matching prefix in ``prices``, then in the built-ins."""
+    for table in (prices, BUILT_IN_PRICES):
+        matches = [name for name in table if model.startswith(name)]
+        if matches:
+            return table[max(matches, key=len)]
+    log.warning("no price known for model %s; counting it at %s", model, UNKNOWN_MODEL_PRICE)
+    return UNKNOWN_MODEL_PRICE
+
+
+def cost_usd(price: Price, input_tokens: int, output_tokens: int) -> float:
+    """What a call with this usage cost at ``price``."""
+    return (input_tokens * price.input + output_tokens * price.output) * PER_TOKEN
+
+
+class SpendLedger:
+    """Today's spend on Claude, kept in the control DB; blocking calls (run them off the loop)."""
+
+    def __init__(
+        self, engine: Engine, *, cap_usd: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.engine = engine
+        self.cap_usd = cap_usd
+        self.clock = clock
+        metadata.create_all(engine)
+
+    def spent_today(self) -> float:
+        """USD recorded so far on the current UTC day, by everyone."""
+        with self.engine.connect() as conn:
+            total = conn.execute(
+                select(func.coalesce(func.sum(ledger.c.cost_usd), 0.0)).where(
+                    ledger.c.day == _day(self.clock())
+                )
+            ).scalar_one()
+        return float(total)
+
+    def allowed(self, estimate: float) -> bool:
+        """Whether a call expected to cost ``estimate`` USD stays within today's cap."""
+        return self.spent_today() + estimate <= self.cap_usd
+
+    def record(
+        self,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        cost: float,
+        *,
+        who: str = "diagnosis",
+    ) -> None:
+        """Add one call (or one conversation) to today's ledger."""
+        now = self.clock()
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(ledger).values(
+                    day=_day(now),
+                    at=now,
+                    who=who,
+                    model=model,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    cost_usd=cost,
+                )
+            )
+
+
+def _day(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).date().isoformat()

@@ -1,0 +1,1 @@
+"""The api_401 workflow."""

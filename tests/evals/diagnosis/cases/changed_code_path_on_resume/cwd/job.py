@@ -1,0 +1,1 @@
+"""The changed_code_path_on_resume workflow."""

@@ -1,0 +1,1 @@
+"""The deadlocked_task workflow."""

@@ -1,0 +1,1 @@
+"""The json_reply_failed_validation workflow."""

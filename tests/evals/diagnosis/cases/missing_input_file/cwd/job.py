@@ -1,0 +1,1 @@
+"""The missing_input_file workflow."""

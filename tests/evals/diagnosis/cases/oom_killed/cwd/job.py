@@ -1,0 +1,1 @@
+"""The oom_killed workflow."""

@@ -1,0 +1,1 @@
+"""The overloaded_529 workflow."""

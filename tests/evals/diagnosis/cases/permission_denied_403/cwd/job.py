@@ -1,0 +1,1 @@
+"""The permission_denied_403 workflow."""

@@ -1,0 +1,1 @@
+"""The rate_limit_429_loop workflow."""

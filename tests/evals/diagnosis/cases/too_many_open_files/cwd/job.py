@@ -1,0 +1,1 @@
+"""The too_many_open_files workflow."""
