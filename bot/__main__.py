@@ -19,6 +19,7 @@ from bot.redact import install_redaction
 from bot.settings import BotSettings
 from bot.systemd import SystemdNotifier
 from supervisor.core import Supervisor
+from supervisor.secrets import Redactor
 from supervisor.settings import one_line
 from supervisor.startup import StartupError, load_supervision
 
@@ -89,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     except AlreadyRunning as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    supervisor = Supervisor(supervisor_settings, workflows)
+    # What the logs never show, no request to a model carries either (supervisor.secrets).
+    supervisor = Supervisor(supervisor_settings, workflows, redactor=Redactor(secrets))
     try:
         if args.console:
             pinger = Pinger.configured(settings)

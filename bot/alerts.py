@@ -73,10 +73,14 @@ def severity(event: Event) -> Severity:
             return "info"
 
 
+def why_button(name: str) -> Button:
+    return Button("🔎 Why?", f"why:{name}")
+
+
 def buttons(name: str, *, acknowledge: bool = False) -> tuple[Button, ...]:
-    """The next steps: restart, tail, mute this workflow for an hour (and acknowledge)."""
+    """The next steps: restart, tail, ask why, mute this workflow for an hour (acknowledge)."""
     ack = (Button("Ack", f"ack:{name}"),) if acknowledge else ()
-    return (*actions(name), Button("Mute 1h", f"mute:{name}:1h"), *ack)
+    return (*actions(name), why_button(name), Button("Mute 1h", f"mute:{name}:1h"), *ack)
 
 
 def incident_key(workflow: str, incident: str) -> str:
@@ -250,7 +254,7 @@ class AlertComposer:
         ack = Button("Ack", f"ack:{event.workflow}")
         return Alert(
             text,
-            (start, tail_button(event.workflow), ack),
+            (start, tail_button(event.workflow), why_button(event.workflow), ack),
             critical=True,
             mergeable=False,
             remind_after=self._remind_after,

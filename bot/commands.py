@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol
@@ -35,6 +35,7 @@ from bot.render import (
 )
 from bot.text import Message, esc, esc_clip, format_duration, parse_duration
 from bot.transport import Document
+from bot.why import evidence_document, looking_message, verdict_message
 from supervisor.api import SupervisorAPI, SupervisorError, UnknownWorkflow
 
 log = logging.getLogger("bot")
@@ -55,6 +56,7 @@ COMMANDS: dict[str, str] = {
     "resume": "resume a paused workflow",
     "tail": "the last log lines of a workflow",
     "logs": "the last 1 MB of a workflow's log, as a file",
+    "why": "why a workflow failed: its evidence, explained",
     "mute": "hold alerts of one workflow or all for a while (default 1h)",
     "unmute": "end a mute",
     "ack": "stop the reminders of a workflow that gave up",
@@ -105,6 +107,7 @@ class Reply:
     updates: AsyncIterator[FollowUpdate] | None = None  # for follow: edits of the last message
     key: str | None = None  # the outbox key the last message and its updates share
     document: Document | None = None  # sent directly, not through the outbox (``/logs``)
+    later: Awaitable[Message] | None = None  # replaces the last message when ready (``/why``)
 
 
 class Usage(Exception):
@@ -254,6 +257,10 @@ class CommandRouter:
                 return self._unfollow(args, actor)
             case "logs":
                 return await self._logs(args)
+            case "why":
+                return self._why(args)
+            case "evidence":
+                return await self._evidence(args)
             case "mute":
                 return await self._mute(args)
             case "unmute":
@@ -380,6 +387,29 @@ class CommandRouter:
             f"(at most {_size(LOG_FILE_BYTES)}, from the start of a line)"
         )
         return Reply([], document=Document(f"{name}.log", data, caption))
+
+    def _why(self, args: list[str]) -> Reply:
+        """``/why NAME``: "looking…" at once, the answer edits it (normally within 30 s)."""
+        name = self._name("why", args)
+        return Reply(
+            [looking_message(name)], key=f"why:{uuid.uuid4().hex}", later=self._verdict(name)
+        )
+
+    async def _verdict(self, name: str) -> Message:
+        """The answer, or one line saying it could not be had (never an exception)."""
+        try:
+            return verdict_message(await self.api.why(name))
+        except Exception as exc:
+            log.exception("/why %s failed", name)
+            failed = f"Sorry, /why {esc(name)} failed: {esc(type(exc).__name__)}. It is logged."
+            return Message(failed)
+
+    async def _evidence(self, args: list[str]) -> Reply:
+        """The whole evidence pack a ``/why`` answer rests on, as a file."""
+        name = self._name("evidence", args)
+        filename, data = evidence_document(await self.api.evidence(name))
+        caption = f"<b>{esc(name)}</b>: the evidence /why answers from (secrets redacted)"
+        return Reply([], document=Document(filename, data, caption))
 
     async def _mute(self, args: list[str]) -> Reply:
         """``/mute [NAME] [DURATION]``: one workflow, or all of them, for a while."""

@@ -83,6 +83,8 @@ async def run_console(
             transport.show(message)
         if reply.document is not None:
             await transport.send_document(CONSOLE_TARGET, reply.document)
+        if reply.later is not None:  # a terminal waits for it: nothing else is typed meanwhile
+            transport.show(await reply.later)
         if reply.updates is not None:
             task = asyncio.create_task(_follow(transport, reply))
             followers.add(task)

@@ -194,6 +194,7 @@ HELP = """<b>Commands</b>
 /pause name · /resume name – pause survives restarts
 /tail name [lines|follow] – the last log lines (default 30, at most 200)
 /logs name – the last 1 MB of the log, as a file
+/why name – why it failed: its evidence, explained (rules, then Claude)
 /mute [name] [duration] – hold alerts, of one workflow or all (30m, 2h; default 1h); \
 hangs and give-ups still come
 /unmute [name] – end the mute and get a summary

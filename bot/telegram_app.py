@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -317,6 +317,8 @@ class TelegramBot:
             await self.service.notifier.reply(target, reply.messages, reply.key)
         if reply.updates is not None:
             self._background(self._follow(target, reply))
+        if reply.later is not None:
+            self._background(self._answer_later(target, reply.later, reply.key))
         if reply.document is not None:
             self._background(self._upload(target, reply.document))
 
@@ -335,6 +337,12 @@ class TelegramBot:
                 await self.service.notifier.reply(target, [update.message], reply.key)
         except Exception:
             log.exception("tail follow failed")
+
+    async def _answer_later(
+        self, target: ChatTarget, later: Awaitable[Message], key: str | None
+    ) -> None:
+        """The slow part of a reply (``/why``): it edits the first message when it comes."""
+        await self.service.notifier.reply(target, [await later], key)
 
     async def _upload(self, target: ChatTarget, document: Document) -> None:
         """Send the file, retried a few times; if it cannot go, a line through the outbox says so.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -12,12 +13,16 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from supervisor.agentsettings import AgentSettings
 from supervisor.config import ResolvedWorkflow
 from supervisor.control import ControlDB, ControlDBError, Memory
 from supervisor.core import Supervisor
+from supervisor.diagnosis.diagnose import Diagnoser
+from supervisor.diagnosis.why import EVIDENCE_EVENTS, Case, explain, plain_text, verdict_json
 from supervisor.eventcodec import encode_event
-from supervisor.events import LIVE_STATES, STATE_LABELS, ProcessState, own_word
+from supervisor.events import LIVE_STATES, STATE_LABELS, ProcessState, WorkflowStatus, own_word
 from supervisor.pidfiles import group_alive, read_pidfiles
+from supervisor.secrets import Redactor, secret_values
 from supervisor.settings import SupervisorSettings
 from supervisor.startup import StartupError, load_supervision
 from supervisor.statedb import StateSnapshot, read_state
@@ -79,6 +84,54 @@ def _status(settings: SupervisorSettings, workflows: list[ResolvedWorkflow]) -> 
             print(f"  problem: {snapshot.problem}")
 
 
+async def _why(
+    settings: SupervisorSettings, workflows: list[ResolvedWorkflow], name: str, *, as_json: bool
+) -> int:
+    """``/why`` from the files, with or without a supervisor running."""
+    workflow = next((w for w in workflows if w.name == name), None)
+    if workflow is None:
+        known = ", ".join(w.name for w in workflows) or "none configured"
+        print(f"error: unknown workflow {name!r}; known: {known}", file=sys.stderr)
+        return EXIT_CONFIG
+    control = ControlDB(settings.control_db_url)
+    try:
+        agent = AgentSettings()
+        redactor = Redactor(secret_values(settings, agent))
+        events = control.recent(name, EVIDENCE_EVENTS)
+        case = Case(
+            workflow, _offline_status(settings, workflow), events, settings.logs_dir / f"{name}.log"
+        )
+        verdict = await explain(case, Diagnoser(agent, control.engine, redactor=redactor), redactor)
+    finally:
+        control.close()
+    print(json.dumps(verdict_json(verdict)) if as_json else plain_text(verdict))
+    return 0
+
+
+def _offline_status(settings: SupervisorSettings, workflow: ResolvedWorkflow) -> WorkflowStatus:
+    """The workflow's status as the files show it (no supervisor is asked)."""
+    snapshot = read_state(workflow.db)
+    record = read_pidfiles(settings.run_dir).get(workflow.name)
+    alive = record is not None and group_alive(record.pgid)
+    memory = _memory(settings).get(workflow.name)
+    now = datetime.now(UTC)
+    state = offline_state(alive, snapshot, memory, workflow.hang_threshold_seconds, now)
+    age = (now - snapshot.heartbeat).total_seconds() if snapshot.heartbeat else None
+    return WorkflowStatus(
+        name=workflow.name,
+        state=state,
+        status=snapshot.status,
+        summary=snapshot.summary,
+        heartbeat=snapshot.heartbeat,
+        heartbeat_age=age,
+        last_error=snapshot.last_error,
+        pid=record.pid if record and alive else None,
+        restarts=memory.restarts if memory else 0,
+        max_restarts=workflow.max_restart_attempts,
+        db_problem=snapshot.problem,
+    )
+
+
 def offline_state(
     alive: bool,
     snapshot: StateSnapshot,
@@ -127,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="supervise the configured workflows, printing each event")
     run.add_argument("--json", action="store_true", help="one JSON object per event")
     commands.add_parser("status", help="print every workflow's state from its files")
+    why = commands.add_parser("why", help="explain a workflow's failure from its evidence")
+    why.add_argument("name", help="the workflow")
+    why.add_argument("--json", action="store_true", help="the verdict as one JSON object")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
@@ -134,13 +190,15 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        settings, workflows = load_supervision(check_control_db=args.command == "run")
+        settings, workflows = load_supervision(check_control_db=args.command in ("run", "why"))
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "status":
         _status(settings, workflows)
         return 0
+    if args.command == "why":
+        return asyncio.run(_why(settings, workflows, args.name, as_json=args.json))
     asyncio.run(_run(settings, workflows, args.json))
     return 0
 

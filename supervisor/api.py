@@ -11,6 +11,7 @@ from typing import Protocol
 
 from supervisor.bus import Subscription
 from supervisor.control import EventRecord
+from supervisor.diagnosis.types import EvidencePack, Verdict
 from supervisor.events import WorkflowStatus
 
 
@@ -56,6 +57,14 @@ class SupervisorAPI(Protocol):
 
     async def log_bytes(self, name: str, limit: int) -> bytes:
         """The last ``limit`` bytes of the workflow's log, starting at a line boundary."""
+        ...
+
+    async def why(self, name: str) -> Verdict:
+        """Why the workflow failed: its evidence, the rules, then Claude when configured."""
+        ...
+
+    async def evidence(self, name: str) -> EvidencePack:
+        """The evidence ``why`` answers from, gathered and redacted in code."""
         ...
 
     async def recent_events(self, name: str, limit: int = 10) -> list[EventRecord]:

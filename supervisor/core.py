@@ -24,10 +24,14 @@ from typing import Any, Literal
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from supervisor.agentsettings import AgentSettings
 from supervisor.api import SupervisorError, UnknownWorkflow
 from supervisor.bus import EventBus, Subscription
 from supervisor.config import ResolvedWorkflow
 from supervisor.control import ControlDB, EventRecord, Incident, Memory
+from supervisor.diagnosis.diagnose import Diagnoser
+from supervisor.diagnosis.types import EvidencePack, Verdict
+from supervisor.diagnosis.why import EVIDENCE_EVENTS, Case, explain, gather
 from supervisor.events import (
     Crashed,
     Event,
@@ -55,6 +59,7 @@ from supervisor.process import Exit, WorkflowProcess
 from supervisor.reload import watch_scripts
 from supervisor.restarts import check_transition
 from supervisor.runtime import Runtime, utcnow
+from supervisor.secrets import Redactor
 from supervisor.settings import SupervisorSettings
 from supervisor.statedb import StateReader, write_paused
 
@@ -70,8 +75,19 @@ ClosedBy = Literal["stopped", "started", "restarted", "paused", "resumed"]
 class Supervisor:
     """Implements ``SupervisorAPI`` over real processes; ``startup()`` then ``shutdown()``."""
 
-    def __init__(self, settings: SupervisorSettings, workflows: Sequence[ResolvedWorkflow]) -> None:
+    def __init__(
+        self,
+        settings: SupervisorSettings,
+        workflows: Sequence[ResolvedWorkflow],
+        *,
+        redactor: Redactor | None = None,
+        agent: AgentSettings | None = None,
+    ) -> None:
+        """``redactor`` knows the caller's secrets (the bot token), kept from every request."""
         self.settings = settings
+        self._redactor = redactor or Redactor()
+        self._agent = agent or AgentSettings()
+        self._diagnoser: Diagnoser | None = None
         self.bus = EventBus()
         self._workflows = list(workflows)
         self._runtimes: dict[str, Runtime] = {}
@@ -143,6 +159,7 @@ class Supervisor:
             self._loop = asyncio.get_running_loop()
             self._control = await asyncio.to_thread(ControlDB, self.settings.control_db_url)
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="control-db")
+            self._diagnoser = Diagnoser(self._agent, self._control.engine, redactor=self._redactor)
         return self._control
 
     def _restore(self, workflow: ResolvedWorkflow, memory: Memory | None) -> Runtime:
@@ -243,6 +260,20 @@ class Supervisor:
     async def log_bytes(self, name: str, limit: int) -> bytes:
         runtime = self._get(name)
         return await asyncio.to_thread(last_bytes, runtime.log.path, limit)
+
+    async def evidence(self, name: str) -> EvidencePack:
+        return await gather(await self._case(name), self._redactor)
+
+    async def why(self, name: str) -> Verdict:
+        case = await self._case(name)
+        assert self._diagnoser is not None  # made with the control DB, which _case opened
+        return await explain(case, self._diagnoser, self._redactor)
+
+    async def _case(self, name: str) -> Case:
+        runtime = self._get(name)
+        control = await self.open()
+        events = await asyncio.to_thread(control.recent, name, EVIDENCE_EVENTS)
+        return Case(runtime.workflow, runtime.status(utcnow()), events, runtime.log.path)
 
     async def recent_events(self, name: str, limit: int = 10) -> list[EventRecord]:
         self._get(name)

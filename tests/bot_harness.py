@@ -25,6 +25,7 @@ from bot.settings import BotSettings
 from bot.systemd import SystemdNotifier
 from bot.telegram_app import TelegramBot
 from supervisor.core import Supervisor
+from supervisor.secrets import Redactor
 from supervisor.settings import SupervisorSettings
 from tests.fakes.botapi import FakeBotAPI, SentMessage
 from tests.supervisor_harness import resolve, settings, write_toml
@@ -200,7 +201,7 @@ async def bot_running(
     server = fake or FakeBotAPI(TOKEN).start()
     conf = settings(tmp_path)
     flows = resolve(tmp_path, conf, *(default_tables(tmp_path) if tables is None else tables))
-    supervisor = Supervisor(conf, flows)
+    supervisor = Supervisor(conf, flows, redactor=Redactor([server.token]))  # as python -m bot
     install_redaction([server.token])  # as ``python -m bot`` does
     notifier = systemd or SystemdNotifier({})
     bot = TelegramBot(bot_settings(server, **overrides), supervisor, notifier)

@@ -48,7 +48,7 @@ async def test_a_crash_is_one_message_that_the_restart_and_recovery_edit(tmp_pat
         assert "exiting with 3" in crash.text  # the last log lines
         assert "<pre>" in crash.text
         assert "restarting, attempt 1/1, next in 1s" in crash.text
-        assert buttons(crash) == ["restart:worker", "tail:worker", "mute:worker:1h"]
+        assert buttons(crash) == ["restart:worker", "tail:worker", "why:worker", "mute:worker:1h"]
         await wait_edit(crash, "restarted, attempt 1/1; waiting for a heartbeat")
         await wait_edit(crash, "recovered after")
         await rig.alert("✅ <b>worker</b> recovered after")
@@ -66,7 +66,7 @@ async def test_giving_up_is_a_new_message(tmp_path: Path) -> None:
         # The incident's last word and the give-up name the same cause.
         assert "giving up: 1 restart failed (max_restart_attempts = 1)" in crash.edits[-1]
         assert "It waits for /start worker." in gave_up.text
-        assert buttons(gave_up) == ["start:worker", "tail:worker", "ack:worker"]
+        assert buttons(gave_up) == ["start:worker", "tail:worker", "why:worker", "ack:worker"]
 
 
 async def test_an_error_and_a_status_change_are_alerts(tmp_path: Path) -> None:
@@ -75,7 +75,13 @@ async def test_an_error_and_a_status_change_are_alerts(tmp_path: Path) -> None:
         rig.order("worker", error="quota <exceeded> & out")
         [error] = await rig.alert("❗ <b>worker</b> error")
         assert "<pre>quota &lt;exceeded&gt; &amp; out</pre>" in error.text
-        assert buttons(error) == ["restart:worker", "tail:worker", "mute:worker:1h", "ack:worker"]
+        assert buttons(error) == [
+            "restart:worker",
+            "tail:worker",
+            "why:worker",
+            "mute:worker:1h",
+            "ack:worker",
+        ]
         rig.order("worker", status="error", summary="stuck on <step 3>")
         [changed] = await rig.alert("says its status is error")
         assert "stuck on &lt;step 3&gt;" in changed.text

@@ -72,6 +72,8 @@ def event_signature(event: EventRecord) -> str | None:
     """The fingerprint of an exit or hang event (a give-up names its last failure)."""
     if event.kind == "hung" or "no heartbeat" in event.detail:
         return "hang"
+    if "could not start" in event.detail:
+        return "could-not-start"
     signal = _SIGNAL.search(event.detail)
     code = _EXIT.search(event.detail)
     if signal is None and code is None:

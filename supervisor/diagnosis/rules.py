@@ -30,6 +30,7 @@ from supervisor.diagnosis.evidence import is_error_line
 from supervisor.diagnosis.types import Category, Confidence, EvidencePack, Quote, Verdict
 
 REPEATS_FOR_BUG = 3
+MAX_QUOTES = 3
 _KILLED = frozenset({"signal:SIGKILL", "exit:137", "exit:-9"})
 _CONFIG_READ = re.compile(r"os\.environ|getenv\(|ctx\.input|\binput\[|config\[|settings\.")
 _BAD_VALUE = frozenset({"ValueError", "KeyError", "FileNotFoundError", "ValidationError"})
@@ -186,7 +187,7 @@ def classify(pack: EvidencePack) -> Verdict:
     for quote in errors:
         for rule in RULES:
             if rule.pattern.search(quote.quote):
-                return _verdict(pack, rule.answer, [quote])
+                return _verdict(pack, rule.answer, _supporting(rule, quote, errors))
     exception = next((q for q in errors if _EXCEPTION_LINE.match(q.quote)), None)
     config = _config_read(pack, exception) if exception is not None else None
     if exception is not None and config is not None:
@@ -207,6 +208,18 @@ def _lines(pack: EvidencePack) -> Iterator[Quote]:
             for line in item.text.splitlines():
                 if line.strip():
                     yield Quote(evidence_id=item.id, quote=line.strip())
+
+
+def _supporting(rule: Rule, first: Quote, errors: list[Quote]) -> list[Quote]:
+    """The line that matched, and up to two other lines the same rule matches (the
+    most specific line of a chained traceback is often not the newest)."""
+    quotes = [first]
+    for quote in errors:
+        if len(quotes) == MAX_QUOTES:
+            break
+        if rule.pattern.search(quote.quote) and all(quote.quote != q.quote for q in quotes):
+            quotes.append(quote)
+    return quotes
 
 
 def _by_rule(pack: EvidencePack, rule: Rule) -> Verdict:

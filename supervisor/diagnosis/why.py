@@ -1,0 +1,88 @@
+"""``/why`` from end to end, for every caller: gather the evidence, the rules, then Claude.
+
+The supervisor (for the bot and the console) and ``python -m supervisor
+why`` (with no supervisor running) know a failure from different places, a
+live runtime or the files; both hand over a ``Case`` and get the same
+``Verdict``. ``plain_text`` is the terminal's rendering of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from supervisor.config import ResolvedWorkflow
+from supervisor.control import EventRecord
+from supervisor.diagnosis.diagnose import Diagnoser
+from supervisor.diagnosis.evidence import build_pack
+from supervisor.diagnosis.rules import classify
+from supervisor.diagnosis.tools import Sources
+from supervisor.diagnosis.types import EvidencePack, Verdict
+from supervisor.events import WorkflowStatus
+from supervisor.secrets import Redactor
+
+EVIDENCE_EVENTS = 20  # the recent events a diagnosis looks at
+_VERDICT: TypeAdapter[Verdict] = TypeAdapter(Verdict)
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """What is known of one workflow's failure: its config, state, recent events and log."""
+
+    workflow: ResolvedWorkflow
+    status: WorkflowStatus
+    events: Sequence[EventRecord]  # newest first
+    log_path: Path
+
+
+async def gather(case: Case, redactor: Redactor) -> EvidencePack:
+    """The evidence pack, built off the event loop (it reads files and runs git)."""
+    return await asyncio.to_thread(
+        build_pack,
+        workflow=case.workflow,
+        status=case.status,
+        events=case.events,
+        log_path=case.log_path,
+        redactor=redactor,
+    )
+
+
+async def explain(case: Case, diagnoser: Diagnoser, redactor: Redactor) -> Verdict:
+    """The verdict on ``case``: the rules' at least, Claude's (checked) when configured."""
+    pack = await gather(case, redactor)
+    lines = tuple(f"{e.time:%Y-%m-%d %H:%M:%S} {e.kind}: {e.detail}" for e in case.events[::-1])
+    sources = Sources(log_path=case.log_path, cwd=case.workflow.cwd, events=lines)
+    secrets = tuple(case.workflow.env.values())
+    return await diagnoser.diagnose(pack, classify(pack), sources=sources, secrets=secrets)
+
+
+def verdict_json(verdict: Verdict) -> dict[str, Any]:
+    """Every field of the verdict, JSON-ready (``why --json``)."""
+    fields: dict[str, Any] = _VERDICT.dump_python(verdict, mode="json")
+    return fields
+
+
+def plain_text(verdict: Verdict) -> str:
+    """The verdict for a terminal: cause, evidence, next steps, who answered."""
+    lines = [
+        f"{verdict.workflow}: {verdict.category} ({verdict.confidence} confidence)",
+        f"cause: {verdict.cause}",
+    ]
+    lines += [f"  {quote.evidence_id}: {quote.quote}" for quote in verdict.evidence]
+    lines += [f"next: {step}" for step in verdict.next_steps]
+    if verdict.note:
+        lines.append(f"note: {verdict.note}")
+    usage = verdict.usage
+    if usage.model:
+        lines.append(
+            f"{usage.model}: {usage.input_tokens} in / {usage.output_tokens} out tokens, "
+            f"${usage.cost_usd:.3f}, {usage.seconds:.1f}s"
+        )
+    else:
+        lines.append("answered by the rules, no model")
+    return "\n".join(lines)
