@@ -13,7 +13,7 @@ run: $(STAMP)
 
 ## make test: install what the tests need, then run every test
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 4 -q
 
 ## make lint: ruff, mypy and the layering contracts (import-linter), as in pyproject.toml
 lint: $(STAMP)
@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) bench/task_overhead.py
 	$(PY) bench/detection_latency.py
 	$(PY) bench/chat_latency.py
+	$(PY) bench/diagnosis_eval.py
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

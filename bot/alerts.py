@@ -5,7 +5,9 @@ severity alone (``severity``; the table is in docs/SPEC.md): only what needs
 a person now is loud. A crash or hang that is being restarted is a quiet
 warning whose later steps (restarting, attempt 3/20) edit the same message;
 one left down, or a give-up, is loud and carries an Acknowledge button; a
-give-up is repeated until acknowledged or started. Starts, stops and pauses
+give-up is repeated until acknowledged or started; for a workflow with
+``diagnose = "auto"`` its diagnosis follows as a quiet message of its own
+(the give-up already made the sound). Starts, stops and pauses
 the user asked for are not echoed back, but one that ends an open incident
 closes its message.
 
@@ -29,8 +31,10 @@ from bot.text import (
     esc_clip_middle,
     format_duration,
 )
+from bot.why import verdict_message
 from supervisor.events import (
     Crashed,
+    Diagnosed,
     ErrorReported,
     Event,
     Finished,
@@ -169,6 +173,10 @@ class AlertComposer:
                 return self._restarted(event, incident)
             case GaveUp():
                 return [self._gave_up(event)]
+            case Diagnosed():
+                answer = verdict_message(event.verdict)
+                text = f"↳ why <b>{esc(event.workflow)}</b> gave up\n{answer.text}"
+                return [Alert(text, answer.buttons, mergeable=False)]
             case Recovered():
                 key = incident_key(event.workflow, event.incident)
                 headline = self._close(key) or _headline(

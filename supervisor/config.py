@@ -65,6 +65,9 @@ class WorkflowConfig(BaseModel):
     ]
     max_restart_attempts: int = Field(default=20, ge=0)
     watch: bool | None = None  # None: on for `script`, off for `command`
+    # "auto": a give-up is followed by its diagnosis (/why) without anyone asking; it may call
+    # Claude, so it is opt-in per workflow.
+    diagnose: Literal["auto", "off"] = "off"
 
     @model_validator(mode="after")
     def _one_way_to_run(self) -> WorkflowConfig:
@@ -92,6 +95,7 @@ class ResolvedWorkflow:
     max_restart_attempts: int
     autostart: bool
     script: Path | None
+    diagnose: Literal["auto", "off"] = "off"
 
 
 def load_workflows(settings: SupervisorSettings) -> list[ResolvedWorkflow]:
@@ -241,6 +245,7 @@ def _resolve(
         max_restart_attempts=config.max_restart_attempts,
         autostart=config.autostart,
         script=script,
+        diagnose=config.diagnose,
     )
 
 

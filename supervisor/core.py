@@ -34,6 +34,7 @@ from supervisor.diagnosis.types import EvidencePack, Verdict
 from supervisor.diagnosis.why import EVIDENCE_EVENTS, Case, explain, gather
 from supervisor.events import (
     Crashed,
+    Diagnosed,
     Event,
     Finished,
     GaveUp,
@@ -106,6 +107,7 @@ class Supervisor:
             on_hang=self._hang,
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        self._diagnoses: set[asyncio.Task[None]] = set()  # diagnose = "auto"; shutdown cancels
         # Workflows whose process groups an earlier supervisor left behind (it was killed).
         self.reaped: tuple[str, ...] = ()
 
@@ -217,6 +219,9 @@ class Supervisor:
             self._watcher.cancel()
         for runtime in self._runtimes.values():
             runtime.cancel_restart()
+        for diagnosis in self._diagnoses:
+            diagnosis.cancel()
+        await asyncio.gather(*self._diagnoses, return_exceptions=True)
         await asyncio.gather(*(self._shut_down(rt) for rt in self._runtimes.values() if rt.process))
         if self._tasks:
             await asyncio.gather(*self._tasks)
@@ -224,8 +229,7 @@ class Supervisor:
             runtime.log.close()
             runtime.reader.close()
         if self._writer is not None:
-            # Every write submitted so far is done, and its event published, after this.
-            await asyncio.wrap_future(self._writer.submit(lambda: None))
+            await self._written()
             self._writer.shutdown(wait=True)
         self.bus.close()
         if self._control is not None:
@@ -553,8 +557,30 @@ class Supervisor:
                 max_attempts=runtime.workflow.max_restart_attempts,
             )
             self._publish(gave_up, remember=runtime)
+            if runtime.workflow.diagnose == "auto":
+                self._diagnose_later(runtime.name, incident.id)
         else:
             self._to(runtime, "finished" if cause == "finished" else "crashed", "restart policy")
+
+    def _diagnose_later(self, name: str, incident: str) -> None:
+        """Diagnose a give-up unasked (``diagnose = "auto"``) and publish it as ``Diagnosed``.
+
+        In the background, since a diagnosis with Claude takes seconds to
+        ``AGENT_TIMEOUT_SECONDS``. Shutdown cancels it rather than wait: a
+        diagnosis not made costs nothing, and ``/why`` can still be asked.
+        """
+        task = asyncio.create_task(self._diagnose(name, incident))
+        self._diagnoses.add(task)
+        task.add_done_callback(self._diagnoses.discard)
+
+    async def _diagnose(self, name: str, incident: str) -> None:
+        await self._written()  # the give-up is in the control DB, so its evidence shows it
+        try:
+            verdict = await self.why(name)
+        except Exception:  # a diagnosis is a courtesy: its failure must not touch the supervisor
+            log.exception("%s: could not diagnose the give-up", name)
+            return
+        self._publish(Diagnosed(workflow=name, time=utcnow(), incident=incident, verdict=verdict))
 
     def _restart_later(self, runtime: Runtime, delay: float, reason: RestartReason) -> None:
         runtime.next_restart_at = utcnow() + timedelta(seconds=delay)
@@ -630,6 +656,11 @@ class Supervisor:
             await self._restart_now(runtime, "reload")
 
     # -- the control DB, written by one thread ---------------------------------
+
+    async def _written(self) -> None:
+        """Wait until every control-DB write submitted so far is done."""
+        if self._writer is not None:
+            await asyncio.wrap_future(self._writer.submit(lambda: None))
 
     def _write(self, work: Callable[[], Any]) -> Future[Any] | None:
         """Queue a control-DB write; writes happen in order, off the event loop."""

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Literal
 
+from supervisor.diagnosis.types import Verdict
+
 ProcessState = Literal[
     "starting",  # spawned, no heartbeat yet
     "running",  # process alive and heartbeating
@@ -203,6 +205,23 @@ class GaveUp(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Diagnosed(Event):
+    """The diagnosis of a give-up, made unasked for a workflow with ``diagnose = "auto"``.
+
+    It follows its ``GaveUp`` (same ``incident``) by the time a diagnosis takes,
+    so the person reading the give-up on a phone also reads why.
+    """
+
+    kind: ClassVar[str] = "diagnosed"
+    incident: str
+    verdict: Verdict
+
+    @property
+    def detail(self) -> str:
+        return f"{self.verdict.category}: {self.verdict.cause}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Recovered(Event):
     """A workflow that had an incident is healthy again (a fresh heartbeat)."""
 
@@ -315,6 +334,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     Hung,
     Restarted,
     GaveUp,
+    Diagnosed,
     Recovered,
     IncidentClosed,
     StateUnreadable,

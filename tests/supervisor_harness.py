@@ -25,6 +25,7 @@ from typing import Any
 
 import psutil
 
+from supervisor.agentsettings import AgentSettings
 from supervisor.bus import Subscription
 from supervisor.config import ResolvedWorkflow, load_config
 from supervisor.core import Supervisor
@@ -165,10 +166,16 @@ def table(tmp_path: Path, name: str, **options: Any) -> dict[str, Any]:
 
 @asynccontextmanager
 async def running(
-    conf: SupervisorSettings, flows: Sequence[ResolvedWorkflow]
+    conf: SupervisorSettings,
+    flows: Sequence[ResolvedWorkflow],
+    *,
+    agent: AgentSettings | None = None,
 ) -> AsyncIterator[tuple[Supervisor, Subscription]]:
-    """A started supervisor and a subscription made before startup (it sees every event)."""
-    supervisor = Supervisor(conf, flows)
+    """A started supervisor and a subscription made before startup (it sees every event).
+
+    ``agent`` pins the Claude settings (by default they come from the environment and .env).
+    """
+    supervisor = Supervisor(conf, flows, agent=agent)
     subscription = supervisor.events()
     await supervisor.startup()
     try:

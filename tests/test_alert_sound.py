@@ -7,6 +7,7 @@ import pytest
 from bot.alerts import AlertComposer
 from supervisor.events import (
     Crashed,
+    Diagnosed,
     ErrorReported,
     Event,
     Finished,
@@ -20,6 +21,7 @@ from supervisor.events import (
     StateUnreadable,
     StatusChanged,
 )
+from tests.test_give_up_diagnosis import VERDICT
 from tests.test_message_rendering import NAME, NOW, incident
 
 COMMON: dict[str, object] = {"workflow": NAME, "time": NOW}
@@ -36,6 +38,7 @@ SOUND_TABLE: list[tuple[str, Event, bool]] = [
         GaveUp(**COMMON, incident="i1", attempts=3, cause="crash", last_detail="x"),  # type: ignore[arg-type]
         True,
     ),
+    ("diagnosis of a give-up", Diagnosed(**COMMON, incident="i1", verdict=VERDICT), False),  # type: ignore[arg-type]
     ("error recorded", ErrorReported(**COMMON, text="boom"), True),  # type: ignore[arg-type]
     (
         "status -> error",

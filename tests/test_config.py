@@ -25,6 +25,7 @@ hang_threshold_seconds = 60
 restart_backoff_seconds = [1, 2.5]
 max_restart_attempts = 3
 watch = true
+diagnose = "auto"
 
 [[workflows]]
 name = "review.loop-1"
@@ -70,6 +71,7 @@ def test_full_file_resolves_both_kinds(tmp_path: Path, project: Path) -> None:
     assert api.restart_backoff_seconds == (1.0, 2.5)
     assert api.max_restart_attempts == 3
     assert api.script is None
+    assert api.diagnose == "auto"
     assert api.config.input == {"topic": "x", "n": 2}
 
     script = project / "flows" / "review.py"
@@ -91,6 +93,7 @@ def test_full_file_resolves_both_kinds(tmp_path: Path, project: Path) -> None:
     assert review.restart_backoff_seconds == (5.0, 30.0, 120.0, 600.0)
     assert review.max_restart_attempts == 20
     assert review.autostart is True
+    assert review.diagnose == "off"
 
 
 def test_relative_paths_resolve_against_toml_dir_not_cwd(
@@ -168,6 +171,10 @@ ONE = '[[workflows]]\nname = "api"\ncommand = ["true"]\n'
         ),
         (ONE + "hang_threshold_seconds = 0\n", "workflow 'api' key 'hang_threshold_seconds': "),
         (ONE + 'restart = "sometimes"\n', "workflow 'api' key 'restart': "),
+        (
+            ONE + 'diagnose = "on"\n',
+            "supervisor.toml: workflow 'api' key 'diagnose': Input should be 'auto' or 'off'",
+        ),
         (ONE + "restart_backoff_seconds = []\n", "workflow 'api' key 'restart_backoff_seconds': "),
         (ONE + "restart_backoff_seconds = [1, -1]\n", "key 'restart_backoff_seconds[1]': "),
         (ONE + "max_restart_attempts = -1\n", "workflow 'api' key 'max_restart_attempts': "),

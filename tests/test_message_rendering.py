@@ -33,9 +33,11 @@ from bot.text import (
 )
 from bot.transport import html_to_text
 from supervisor.control import EventRecord
+from supervisor.diagnosis.types import Quote, Verdict
 from supervisor.events import (
     EVENT_TYPES,
     Crashed,
+    Diagnosed,
     ErrorReported,
     Event,
     Finished,
@@ -299,6 +301,21 @@ def sample_events(value: str) -> list[Event]:
             last_detail=value,
         ),
         GaveUp(**common, incident="i1", attempts=20, cause="crash", last_detail=value),  # type: ignore[arg-type]
+        Diagnosed(
+            **common,  # type: ignore[arg-type]
+            incident="i1",
+            verdict=Verdict(
+                workflow=NAME,
+                cause=value,
+                category="bug",
+                confidence="low",
+                evidence=(Quote(evidence_id=value[:40], quote=value),),
+                next_steps=(value,),
+                restart_helps=None,
+                source="model",
+                note=value,
+            ),
+        ),
         Recovered(**common, incident="i1", down_seconds=95.0, last_detail=value),  # type: ignore[arg-type]
         IncidentClosed(
             **common,  # type: ignore[arg-type]

@@ -2,7 +2,8 @@
 
 One conversation, all under ``AGENT_TIMEOUT_SECONDS``: count the tokens and
 trim the pack to ``INPUT_TOKEN_CAP``; refuse if today's spend would pass
-``AGENT_MAX_USD_PER_DAY``; then the SDK's tool runner with the read-only
+``AGENT_MAX_USD_PER_DAY``, or if this one diagnosis would pass its own cap
+(``DIAGNOSIS_SHARE_OF_DAY`` of the daily cap); then the SDK's tool runner with the read-only
 tools (``tools.py``) for at most ``STEP_CAP`` turns, parsing into
 ``Diagnosis``; a model still asking for tools after that gets one last call
 in which it may not use them (``tool_choice: none``; the tools stay defined
@@ -10,6 +11,15 @@ because the history holds their calls). API errors are retried by the SDK
 (``claudeclient.MAX_RETRIES``) within the deadline; after that, and on a
 reply that does not parse, the rules' verdict stands with a note. Every
 request leaves through the redacting client, and what it cost is recorded.
+
+The cap per diagnosis is checked before every round, the first included:
+what the conversation has cost so far plus the next round's counted input
+tokens and ``MAX_TOKENS`` of output. A round it cannot afford is not sent;
+the diagnosis ends with the answer it has, which before a final reply is
+none, so the rules' verdict stands with the note ``PER_DIAGNOSIS_CAP``.
+What it does not promise: a round may still cost less than its estimate
+and leave room unused, and the estimate of a tool round counts the tools'
+results as the count_tokens endpoint does.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ from typing import Any
 import anthropic
 from pydantic import ValidationError
 
-from supervisor.agentsettings import AgentSettings
+from supervisor.agentsettings import AgentSettings, Price
 from supervisor.claudeclient import Redact, redacting_client
 from supervisor.diagnosis.check import check, fallback, verdict_from
 from supervisor.diagnosis.prompt import SYSTEM, trimmed, user_message
@@ -38,6 +48,10 @@ INPUT_TOKEN_CAP = 40_000
 MAX_TOKENS = 2_048
 TRIM_ATTEMPTS = 3
 UNAVAILABLE = "Claude unavailable"
+# One diagnosis may spend at most this share of AGENT_MAX_USD_PER_DAY, so a single runaway
+# conversation (a long tool loop over a huge log) cannot eat the whole day's budget.
+DIAGNOSIS_SHARE_OF_DAY = 0.25
+PER_DIAGNOSIS_CAP = "cost cap per diagnosis reached"
 ClientFactory = Callable[[AgentSettings, Redact], anthropic.AsyncAnthropic]
 
 
@@ -51,6 +65,26 @@ class _Tally:
     def add(self, message: Any) -> None:
         self.input_tokens += message.usage.input_tokens
         self.output_tokens += message.usage.output_tokens
+
+
+class _CapReached(Exception):
+    """The next round would take this diagnosis past its cost cap; it is not sent."""
+
+
+@dataclass(frozen=True)
+class _Budget:
+    """The cost cap of one diagnosis, checked before each round against what it has cost."""
+
+    price: Price
+    cap_usd: float
+    tally: _Tally
+
+    def check(self, input_tokens: int) -> None:
+        """Raise ``_CapReached`` unless a round of ``input_tokens`` in (and up to
+        ``MAX_TOKENS`` out) still fits under the cap."""
+        spent = cost_usd(self.price, self.tally.input_tokens, self.tally.output_tokens)
+        if spent + cost_usd(self.price, input_tokens, MAX_TOKENS) > self.cap_usd:
+            raise _CapReached
 
 
 async def ask_model(
@@ -68,6 +102,8 @@ async def ask_model(
     started, tally = clock(), _Tally()
     model = settings.anthropic_model
     price = price_of(model, settings.agent_prices)
+    cap = settings.agent_max_usd_per_day * DIAGNOSIS_SHARE_OF_DAY
+    budget = _Budget(price, cap, tally)
 
     def usage() -> Usage:
         spent = cost_usd(price, tally.input_tokens, tally.output_tokens)
@@ -91,9 +127,13 @@ async def ask_model(
                 cap = settings.agent_max_usd_per_day
                 note = f"Claude not asked: today's spend is at the cap (${cap:.2f} a day)"
                 return fallback(rules_verdict, f"{note}; the rules' verdict")
+            budget.check(tokens)
             diagnosis = await _converse(
-                client, pack=sent, rules=rules_verdict, tools=tools, model=model, tally=tally
+                client, pack=sent, rules=rules_verdict, tools=tools, model=model, budget=budget
             )
+    except _CapReached:
+        note = f"{PER_DIAGNOSIS_CAP} (${cap:.2f}, a share of the daily cap); the rules' verdict"
+        return fallback(rules_verdict, note, usage())
     except (anthropic.APIError, TimeoutError) as exc:
         return _unavailable(rules_verdict, _reason(exc), usage())
     except ValidationError:
@@ -141,9 +181,13 @@ async def _converse(
     rules: Verdict,
     tools: Sequence[Any],
     model: str,
-    tally: _Tally,
+    budget: _Budget,
 ) -> Diagnosis | None:
-    """The tool runner for up to ``STEP_CAP`` turns, then one last call without tool use."""
+    """The tool runner for up to ``STEP_CAP`` turns, then one last call without tool use.
+
+    The first round was checked against ``budget`` by the caller; every later one is
+    checked here, with its input counted, before it is sent.
+    """
     request: dict[str, Any] = {
         "model": model,
         "max_tokens": MAX_TOKENS,
@@ -156,26 +200,38 @@ async def _converse(
     )
     last = None
     async for message in runner:
-        tally.add(message)
+        budget.tally.add(message)
         history.append(message.to_param())
         last = message
         if message.stop_reason == "tool_use":
             results = await runner.generate_tool_call_response()
             if results is not None:
                 history.append(results)
+            budget.check(await _count(client, model, history, tools))
     if last is not None and last.stop_reason != "tool_use":
         answered: Diagnosis | None = last.parsed_output
         return answered
     history.append({"role": "user", "content": "No more tools: answer now from what you have."})
+    budget.check(await _count(client, model, history, tools))
     final = await client.beta.messages.parse(
         **request,
         messages=history,
         tools=[tool.to_dict() for tool in tools],
         tool_choice={"type": "none"},
     )
-    tally.add(final)
+    budget.tally.add(final)
     parsed: Diagnosis | None = final.parsed_output
     return parsed
+
+
+async def _count(
+    client: anthropic.AsyncAnthropic, model: str, history: list[Any], tools: Sequence[Any]
+) -> int:
+    """The input tokens of the next round: the conversation so far, counted by the API."""
+    counted = await client.beta.messages.count_tokens(
+        model=model, system=SYSTEM, messages=history, tools=[tool.to_dict() for tool in tools]
+    )
+    return int(counted.input_tokens)
 
 
 def _unavailable(rules_verdict: Verdict, reason: str, usage: Usage) -> Verdict:
