@@ -5,9 +5,8 @@ errors and status changes come from periodic reads of each state table
 (``supervisor/health.py``), scheduled with APScheduler. This module owns the
 processes, the restart policy and the API. Every change of a process state
 goes through ``_to`` (the table is in ``supervisor/restarts.py``). Every
-decision is a typed event, recorded in the control DB, together with the
-memory it changed, by one writer thread (the event loop never waits on the
-database), and published on the bus once recorded, carrying its id. Nothing a
+decision is a typed event, recorded in the control DB together with the
+memory it changed and then published (``supervisor/recorder.py``). Nothing a
 workflow does (or fails to do) may raise out of here: it becomes an event.
 """
 
@@ -16,8 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, Literal
@@ -51,12 +49,12 @@ from supervisor.events import (
     Stopped,
     WorkflowStatus,
 )
-from supervisor.faults import crash_point
 from supervisor.health import HealthMonitor
 from supervisor.logs import STARTING, LogWriter, last_bytes, output_tail, tail
 from supervisor.pidfiles import reap_stale, remove_pidfile
 from supervisor.policy import Decision, ExitCause, decide
 from supervisor.process import Exit, WorkflowProcess
+from supervisor.recorder import Recorder
 from supervisor.reload import watch_scripts
 from supervisor.restarts import check_transition
 from supervisor.runtime import Runtime, utcnow
@@ -93,8 +91,7 @@ class Supervisor:
         self._workflows = list(workflows)
         self._runtimes: dict[str, Runtime] = {}
         self._control: ControlDB | None = None
-        self._writer: ThreadPoolExecutor | None = None  # the one thread that writes the DB
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._recorder = Recorder(self.bus)  # the one writer of the control DB
         self._scheduler: AsyncIOScheduler | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = False
@@ -158,9 +155,8 @@ class Supervisor:
     async def open(self) -> ControlDB:
         """Open (and upgrade) the control DB; ``startup`` does it if nobody did before."""
         if self._control is None:
-            self._loop = asyncio.get_running_loop()
             self._control = await asyncio.to_thread(ControlDB, self.settings.control_db_url)
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="control-db")
+            self._recorder.open(self._control)
             self._diagnoser = Diagnoser(self._agent, self._control.engine, redactor=self._redactor)
         return self._control
 
@@ -228,9 +224,7 @@ class Supervisor:
         for runtime in self._runtimes.values():
             runtime.log.close()
             runtime.reader.close()
-        if self._writer is not None:
-            await self._written()
-            self._writer.shutdown(wait=True)
+        await self._recorder.close()  # every write done and its event published
         self.bus.close()
         if self._control is not None:
             self._control.close()
@@ -574,7 +568,7 @@ class Supervisor:
         task.add_done_callback(self._diagnoses.discard)
 
     async def _diagnose(self, name: str, incident: str) -> None:
-        await self._written()  # the give-up is in the control DB, so its evidence shows it
+        await self._recorder.written()  # the give-up is in the control DB: its evidence shows it
         try:
             verdict = await self.why(name)
         except Exception:  # a diagnosis is a courtesy: its failure must not touch the supervisor
@@ -655,72 +649,10 @@ class Supervisor:
             self._publish(Reloaded(workflow=name, time=utcnow(), path=path))
             await self._restart_now(runtime, "reload")
 
-    # -- the control DB, written by one thread ---------------------------------
-
-    async def _written(self) -> None:
-        """Wait until every control-DB write submitted so far is done."""
-        if self._writer is not None:
-            await asyncio.wrap_future(self._writer.submit(lambda: None))
-
-    def _write(self, work: Callable[[], Any]) -> Future[Any] | None:
-        """Queue a control-DB write; writes happen in order, off the event loop."""
-        if self._writer is None or self._control is None:
-            return None
-        return self._writer.submit(work)
+    # -- the control DB, written by one thread (supervisor/recorder.py) ----------
 
     def _remember(self, runtime: Runtime) -> None:
-        control, name, memory = self._control, runtime.name, runtime.memory.copy()
-        if control is None:
-            return
-        future = self._write(lambda: control.save_memory(name, memory))
-        if future is not None:
-            future.add_done_callback(_log_write_failure(f"could not save {name}"))
+        self._recorder.remember(runtime.name, runtime.memory)
 
     def _publish(self, event: Event, remember: Runtime | None = None) -> None:
-        """Record ``event`` (with ``remember``'s memory, in one transaction), then publish it.
-
-        Subscribers get it after the commit, carrying its id, so a consumer
-        that keeps a cursor over the log misses nothing across a kill. If the
-        database refuses the write the event is still published, without id.
-        """
-        log.info(
-            "%s %s: %s",
-            event.workflow,
-            event.kind,
-            event.detail.splitlines()[0] if event.detail else "",
-        )
-        control, loop = self._control, self._loop
-        memory = remember.memory.copy() if remember is not None else None
-        future = (
-            self._write(lambda: _record(control, event, memory)) if control is not None else None
-        )
-        if future is None or loop is None:
-            self.bus.publish(event)
-            return
-
-        def recorded(done: Future[int]) -> None:
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(self._deliver, event, done)
-
-        future.add_done_callback(recorded)
-
-    def _deliver(self, event: Event, done: Future[int]) -> None:
-        try:
-            event = replace(event, id=done.result())
-        except Exception as exc:
-            log.error("control DB: could not record %s event: %s", event.kind, exc)
-        self.bus.publish(event)
-
-
-def _record(control: ControlDB, event: Event, memory: Memory | None) -> int:
-    crash_point(f"before-event-commit:{event.kind}")
-    return control.record(event, memory)
-
-
-def _log_write_failure(what: str) -> Callable[[Future[Any]], None]:
-    def check(done: Future[Any]) -> None:
-        exc = done.exception()
-        if exc is not None:
-            log.error("control DB: %s: %s", what, exc)
-
-    return check
+        self._recorder.publish(event, remember.memory if remember is not None else None)
