@@ -29,10 +29,13 @@ def looking_message(name: str) -> Message:
 def verdict_message(verdict: Verdict) -> Message:
     """The answer: possible cause with a confidence word, quoted evidence, next step, footer."""
     name = esc(verdict.workflow)
-    lines = [
-        f"🔎 <b>{name}</b>: {esc(verdict.category)} ({esc(verdict.confidence)} confidence)",
-        esc_clip(verdict.cause, CAUSE_CLIP),
-    ]
+    if verdict.category == "none":
+        headline = f"🔎 <b>{name}</b>: nothing has failed"
+    else:
+        headline = (
+            f"🔎 <b>{name}</b>: {esc(verdict.category)} ({esc(verdict.confidence)} confidence)"
+        )
+    lines = [headline, esc_clip(verdict.cause, CAUSE_CLIP)]
     if verdict.evidence:
         lines.append("<b>evidence</b>")
         lines += [

@@ -165,3 +165,17 @@ def test_why_in_the_console_and_the_headless_cli_offline(tmp_path: Path, fake: F
     )
     assert unknown.returncode == 2
     assert "unknown workflow 'nope'" in unknown.stderr
+
+
+async def test_a_workflow_that_has_not_failed_gets_no_diagnosis_and_costs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FakeMessagesAPI() as claude:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", claude.base_url)
+        async with bot_running(tmp_path, [worker_table(tmp_path)]) as rig:
+            await rig.wait_state("worker", "running")
+            [first] = await rig.send("/why worker")
+            answer = await answer_of(first, "nothing has failed")
+            assert "it is running and has recorded no error" in answer
+        assert claude.message_requests() == []

@@ -22,6 +22,7 @@ Category = Literal[
     "resource",  # disk full, database locked, too many open files
     "config",  # a bad setting or input
     "bug",  # a deterministic error in the workflow's code: restarts will not fix it
+    "none",  # nothing has failed
     "unknown",
 ]
 Confidence = Literal["low", "medium", "high"]

@@ -23,7 +23,7 @@ from supervisor.diagnosis.evidence import build_pack
 from supervisor.diagnosis.rules import classify
 from supervisor.diagnosis.tools import Sources
 from supervisor.diagnosis.types import EvidencePack, Verdict
-from supervisor.events import WorkflowStatus
+from supervisor.events import LIVE_STATES, STATE_LABELS, WorkflowStatus
 from supervisor.secrets import Redactor
 
 EVIDENCE_EVENTS = 20  # the recent events a diagnosis looks at
@@ -53,12 +53,36 @@ async def gather(case: Case, redactor: Redactor) -> EvidencePack:
 
 
 async def explain(case: Case, diagnoser: Diagnoser, redactor: Redactor) -> Verdict:
-    """The verdict on ``case``: the rules' at least, Claude's (checked) when configured."""
+    """The verdict on ``case``: the rules' at least, Claude's (checked) when configured.
+
+    A live workflow with no failure and no error gets no diagnosis (and costs nothing):
+    there is nothing to explain yet.
+    """
     pack = await gather(case, redactor)
+    if pack.signature == "unknown" and _healthy(case.status):
+        return _nothing_failed(case.status)
     lines = tuple(f"{e.time:%Y-%m-%d %H:%M:%S} {e.kind}: {e.detail}" for e in case.events[::-1])
     sources = Sources(log_path=case.log_path, cwd=case.workflow.cwd, events=lines)
     secrets = tuple(case.workflow.env.values())
     return await diagnoser.diagnose(pack, classify(pack), sources=sources, secrets=secrets)
+
+
+def _healthy(status: WorkflowStatus) -> bool:
+    return status.state in LIVE_STATES and status.state != "hung" and not status.last_error
+
+
+def _nothing_failed(status: WorkflowStatus) -> Verdict:
+    _icon, word = STATE_LABELS[status.state]
+    return Verdict(
+        workflow=status.name,
+        cause=f"Nothing has failed: it is {word} and has recorded no error.",
+        category="none",
+        confidence="high",
+        evidence=(),
+        next_steps=("Ask again after a crash, a hang or an error",),
+        restart_helps=None,
+        source="rules",
+    )
 
 
 def verdict_json(verdict: Verdict) -> dict[str, Any]:
