@@ -64,7 +64,8 @@ from typing import ParamSpec, TypeVar
 import sqlalchemy as sa
 
 from bot.notices import SendTime
-from bot.outbox_store import Alert, OutboxStore
+from bot.outbox_store import OutboxStore
+from bot.outbox_tables import Alert
 from bot.pacing import Batch, OutboxRow, Pacer, Pacing, backoff, compose, first_line, fit_batch
 from bot.text import Message
 from bot.transport import (

@@ -1,115 +1,52 @@
-"""The outbox's tables and every query on them, for the delivery worker in ``bot.outbox``.
+"""The outbox's rows and the queries that save and deliver them, for the worker in ``bot.outbox``.
 
 Rows move ``pending`` -> ``sent`` (or ``failed`` when Telegram refuses one for
-good); while the chat, or the alert's workflow, is muted, non-critical rows
-wait as ``held`` and become ``summarised`` when no mute holds them any more.
-An alert to be repeated until acknowledged leaves a ``reminding`` row that
-queues a loud reminder every period until ``acknowledge`` (or an alert that
-``ends_reminders``) makes it ``acknowledged``. Times are Unix epoch seconds
-from the injected clock. Portable SQLAlchemy Core, so the control DB may be
-Postgres.
+good); the schema and the statuses are in ``bot.outbox_tables``. The store
+owns the engine and every transaction: holding and summarising alerts while
+muted (``bot.mutes``) and repeating give-ups (``bot.reminders``) are rules of
+their own that work in its transactions, so a saved alert is checked against
+the mutes, and its reminders started or ended, in the transaction that
+inserts its row. Times are Unix epoch seconds from the injected clock.
 
 Each chat is its own line: an alert row has no ``chat_id`` (it goes to the
 configured alert chat), a command's reply names its chat and forum thread.
 Within a chat, rows go by ``priority`` then id, so a reply overtakes the
 alerts waiting there (the user is waiting for it) and keeps its order among
-replies. Columns added after the first release are added in place to an older
-table (``_add_missing_columns``).
+replies.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import sqlalchemy as sa
-from alembic.operations import Operations
-from alembic.runtime.migration import MigrationContext
 
-from bot.notices import Held, held_incidents, reminder_text
-from bot.pacing import Batch, OutboxRow, decode_buttons, encode_buttons, summary_text
-from bot.text import Button, Message
+from bot.mutes import Mutes, end_expired, end_mutes, mutes_in_force, set_mute, summarise_held
+from bot.outbox_tables import (
+    ACKNOWLEDGED,
+    FAILED,
+    HELD,
+    PENDING,
+    REPLY,
+    SENT,
+    SUMMARISED,
+    Alert,
+    add_missing_columns,
+    alert_messages,
+    metadata,
+    new_row,
+    outbox,
+)
+from bot.pacing import Batch, OutboxRow, encode_buttons
+from bot.reminders import end_reminders, queue_due_reminders, start_reminding
+from bot.text import Message
 from bot.transport import ChatTarget
 
-PENDING, SENT, HELD, SUMMARISED, FAILED = "pending", "sent", "held", "summarised", "failed"
-REMINDING, ACKNOWLEDGED = "reminding", "acknowledged"  # a reminder's row, not a message's
-MUTE_KEY = "mute_until"  # everything; a workflow's mute is MUTE_KEY:NAME
 MERGE_CANDIDATES = 1000
-REPLY, ALERT = 0, 1  # priorities: lower goes first within a chat
-
-
-def _target_columns() -> list[sa.Column[Any]]:
-    """Added with command replies: the chat a row goes to and its place in that chat's line."""
-    return [
-        sa.Column("chat_id", sa.BigInteger),  # None: the alert chat, whatever it is configured to
-        sa.Column("thread_id", sa.BigInteger),
-        sa.Column("priority", sa.Integer, nullable=False, server_default=str(ALERT)),
-    ]
-
-
-def _alert_columns() -> list[sa.Column[Any]]:
-    """Added with issue 8: whose alert, when its event happened, how often to remind of it."""
-    return [
-        sa.Column("workflow", sa.String(255)),
-        sa.Column("happened_at", sa.Float),
-        sa.Column("remind_after", sa.Float),
-    ]
-
-
-metadata = sa.MetaData()
-outbox = sa.Table(
-    "bot_outbox",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("key", sa.String(255), index=True),
-    sa.Column("text", sa.Text, nullable=False),
-    sa.Column("buttons", sa.Text, nullable=False),  # JSON: [[label, data], ...]
-    sa.Column("loud", sa.Boolean, nullable=False),
-    sa.Column("critical", sa.Boolean, nullable=False),
-    sa.Column("mergeable", sa.Boolean, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("next_attempt_at", sa.Float, nullable=False),
-    sa.Column("last_error", sa.Text),
-    sa.Column("sent_at", sa.Float),
-    sa.Column("message_id", sa.BigInteger),
-    *_target_columns(),
-    *_alert_columns(),
-    sa.Index("ix_bot_outbox_due", "status", "next_attempt_at"),
-)
-alert_messages = sa.Table(
-    "bot_alert_messages",
-    metadata,
-    sa.Column("key", sa.String(255), primary_key=True),
-    sa.Column("message_id", sa.BigInteger, nullable=False),
-    sa.Column("chat_id", sa.BigInteger, nullable=False),
-)
-kv = sa.Table(
-    "bot_kv",
-    metadata,
-    sa.Column("key", sa.String(255), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    text: str  # Telegram HTML, already escaped, <= 4096 chars
-    buttons: tuple[Button, ...] = ()
-    key: str | None = None  # incident key: later alerts with the same key EDIT the first's message
-    loud: bool = True  # False -> disable_notification
-    critical: bool = False  # delivered even while muted (hangs, give-ups)
-    mergeable: bool = True  # may be coalesced with other pending alerts into one message
-    # Fields below are for issue 8's delivery rules (per-workflow mute, late-delivery note,
-    # reminders); the outbox stores and applies them.
-    workflow: str | None = None  # whose alert: a mute of that workflow holds it
-    happened_at: float | None = None  # epoch seconds of its event: late delivery says when
-    remind_after: float | None = None  # seconds: repeat loudly until acknowledged (give-ups)
-    ends_reminders: bool = False  # the workflow's reminders stop (it was started or stopped)
 
 
 def _row(record: Any) -> OutboxRow:
@@ -129,38 +66,8 @@ def _row(record: Any) -> OutboxRow:
     )
 
 
-def _add_missing_columns(conn: sa.Connection) -> None:
-    """Bring a ``bot_outbox`` made by an older release up to today's columns."""
-    present = {column["name"] for column in sa.inspect(conn).get_columns(outbox.name)}
-    operations = Operations(MigrationContext.configure(conn))
-    for column in [*_target_columns(), *_alert_columns()]:
-        if column.name not in present:
-            operations.add_column(outbox.name, column)
-
-
-def _mute_key(workflow: str | None) -> str:
-    return MUTE_KEY if workflow is None else f"{MUTE_KEY}:{workflow}"
-
-
-@dataclass(frozen=True, slots=True)
-class Mutes:
-    """The mutes in force at one moment: of everything, and of single workflows (epoch ends)."""
-
-    everything: float | None
-    workflows: dict[str, float]
-
-    def hold(self, workflow: str | None) -> bool:
-        """Whether an ordinary (non-critical) alert of ``workflow`` waits."""
-        return self.everything is not None or (workflow is not None and workflow in self.workflows)
-
-    def until(self, workflow: str | None) -> float | None:
-        """When alerts of ``workflow`` (None: of no workflow) flow again; None if they do."""
-        ends = [self.everything, None if workflow is None else self.workflows.get(workflow)]
-        return max((end for end in ends if end is not None), default=None)
-
-
 class OutboxStore:
-    """The outbox rows, the incident -> message map, the mutes and reminders, in one database."""
+    """The outbox rows and the incident -> message map; the mutes and reminders go through it."""
 
     def __init__(
         self,
@@ -180,7 +87,7 @@ class OutboxStore:
         if not self._tables_ready:
             with self._engine.begin() as conn:
                 metadata.create_all(conn)
-                _add_missing_columns(conn)
+                add_missing_columns(conn)
             self._tables_ready = True
 
     def save(self, alert: Alert) -> None:
@@ -213,7 +120,7 @@ class OutboxStore:
         self.ensure_tables()
         now = self._clock()
         rows = [
-            self._new_row(Alert(m.text, m.buttons, mergeable=False), PENDING, now)
+            new_row(Alert(m.text, m.buttons, mergeable=False), PENDING, now)
             | {"chat_id": target.chat_id, "thread_id": target.thread_id, "priority": REPLY}
             for m in messages
         ]
@@ -249,107 +156,44 @@ class OutboxStore:
                 )
             )
 
-    # -- mutes ----------------------------------------------------------------------------
+    # -- mutes and reminders (bot.mutes, bot.reminders), each in a transaction of its own --
 
     def mute(self, until: datetime, workflow: str | None = None) -> None:
         """Hold ordinary alerts (of ``workflow`` only, if given) until ``until``."""
         self.ensure_tables()
-        key = _mute_key(workflow)
         with self._engine.begin() as conn:
-            conn.execute(sa.delete(kv).where(kv.c.key == key))
-            conn.execute(sa.insert(kv).values(key=key, value=until.astimezone(UTC).isoformat()))
+            set_mute(conn, until, workflow)
 
     def unmute(self, workflow: str | None = None) -> int:
         """End ``workflow``'s mute, or every mute; returns how many items the summary lists."""
         self.ensure_tables()
         with self._engine.begin() as conn:
-            ending = [_mute_key(workflow)] if workflow is not None else self._mute_ends(conn)
-            conn.execute(sa.delete(kv).where(kv.c.key.in_(ending)))
-            return self._summarise(conn)
+            end_mutes(conn, workflow)
+            return summarise_held(conn, self._clock(), self._tz)
 
     def mutes(self) -> Mutes:
         """The mutes that have not run out."""
         self.ensure_tables()
         with self._engine.connect() as conn:
-            return self._mutes(conn, self._clock())
+            return mutes_in_force(conn, self._clock())
 
     def expire_mute(self, now: float) -> tuple[float | None, int | None]:
         """End mutes that have run out: (seconds until the next ends, or None; items summarised)."""
         with self._engine.begin() as conn:
-            ends = self._mute_ends(conn)
-            expired = [key for key, end in ends.items() if end <= now]
-            left = [end - now for end in ends.values() if end > now]
-            summarised = None
-            if expired:
-                conn.execute(sa.delete(kv).where(kv.c.key.in_(expired)))
-                summarised = self._summarise(conn)
-            return min(left, default=None), summarised
-
-    def _mute_ends(self, conn: sa.Connection) -> dict[str, float]:
-        """Every stored mute (run out or not): its kv key and when it ends."""
-        stored = conn.execute(
-            sa.select(kv.c.key, kv.c.value).where(
-                sa.or_(kv.c.key == MUTE_KEY, kv.c.key.startswith(MUTE_KEY + ":"))
-            )
-        ).all()
-        return {key: datetime.fromisoformat(value).timestamp() for key, value in stored}
-
-    def _mutes(self, conn: sa.Connection, now: float) -> Mutes:
-        ends = {key: end for key, end in self._mute_ends(conn).items() if end > now}
-        prefix = MUTE_KEY + ":"
-        return Mutes(
-            ends.get(MUTE_KEY),
-            {key.removeprefix(prefix): end for key, end in ends.items() if key != MUTE_KEY},
-        )
-
-    # -- reminders -------------------------------------------------------------------------
+            left, expired = end_expired(conn, now)
+            summarised = summarise_held(conn, self._clock(), self._tz) if expired else None
+            return left, summarised
 
     def acknowledge(self, workflow: str) -> int:
         """Stop reminding of ``workflow``'s alerts; returns how many reminders stopped."""
         self.ensure_tables()
         with self._engine.begin() as conn:
-            return self._end_reminders(conn, workflow)
+            return end_reminders(conn, workflow)
 
     def remind(self, now: float) -> float | None:
-        """Queue a loud reminder for each one due; returns seconds until the next is due.
-
-        After a pause longer than a period (the bot was down) one reminder goes
-        out, not one per missed period, and the next comes a period later.
-        """
+        """Queue the reminders due (``bot.reminders``); returns seconds until the next is due."""
         with self._engine.begin() as conn:
-            due = conn.execute(
-                sa.select(outbox).where(
-                    outbox.c.status == REMINDING, outbox.c.next_attempt_at <= now
-                )
-            ).all()
-            for row in due:
-                text = reminder_text(row.text, row.happened_at, now, self._tz)
-                reminder = Alert(
-                    text,
-                    decode_buttons(row.buttons),
-                    critical=row.critical,
-                    mergeable=False,
-                    workflow=row.workflow,
-                    happened_at=now,  # it is news now: no "happened at" note when sent
-                )
-                conn.execute(sa.insert(outbox).values(**self._new_row(reminder, PENDING, now)))
-                conn.execute(
-                    sa.update(outbox)
-                    .where(outbox.c.id == row.id)
-                    .values(next_attempt_at=now + row.remind_after)
-                )
-            following = conn.execute(
-                sa.select(sa.func.min(outbox.c.next_attempt_at)).where(outbox.c.status == REMINDING)
-            ).scalar()
-        return None if following is None else following - now
-
-    def _end_reminders(self, conn: sa.Connection, workflow: str) -> int:
-        ended = conn.execute(
-            sa.update(outbox)
-            .where(outbox.c.status == REMINDING, outbox.c.workflow == workflow)
-            .values(status=ACKNOWLEDGED)
-        )
-        return ended.rowcount
+            return queue_due_reminders(conn, now, self._tz)
 
     # -- delivery --------------------------------------------------------------------------
 
@@ -476,33 +320,13 @@ class OutboxStore:
         if alert.happened_at is None:  # an alert is about now unless it says otherwise
             alert = replace(alert, happened_at=now)
         if alert.ends_reminders and alert.workflow is not None:
-            self._end_reminders(conn, alert.workflow)
-        held = not alert.critical and self._mutes(conn, now).hold(alert.workflow)
+            end_reminders(conn, alert.workflow)
+        held = not alert.critical and mutes_in_force(conn, now).hold(alert.workflow)
         status = HELD if held else PENDING
         if held or alert.key is None or not self._replace(conn, alert):
-            conn.execute(sa.insert(outbox).values(**self._new_row(alert, status, now)))
-        if alert.remind_after and alert.workflow is not None:
-            reminding = self._new_row(alert, REMINDING, now)
-            reminding |= {"key": None, "loud": True, "next_attempt_at": now + alert.remind_after}
-            conn.execute(sa.insert(outbox).values(**reminding))
-
-    def _new_row(self, alert: Alert, status: str, now: float) -> dict[str, Any]:
-        gather = self._gather_seconds if alert.mergeable and alert.key is None else 0.0
-        return {
-            "created_at": now,
-            "key": alert.key,
-            "text": alert.text,
-            "buttons": encode_buttons(alert.buttons),
-            "loud": alert.loud,
-            "critical": alert.critical,
-            "mergeable": alert.mergeable,
-            "status": status,
-            "attempts": 0,
-            "next_attempt_at": now + gather,
-            "workflow": alert.workflow,
-            "happened_at": alert.happened_at,
-            "remind_after": alert.remind_after,
-        }
+            row = new_row(alert, status, now, self._gather_seconds)
+            conn.execute(sa.insert(outbox).values(**row))
+        start_reminding(conn, alert, now)
 
     def _replace(self, conn: sa.Connection, alert: Alert) -> bool:
         """Newer content for a pending row with the same key; it keeps its place in line.
@@ -524,36 +348,6 @@ class OutboxStore:
             )
         )
         return result.rowcount > 0
-
-    def _summarise(self, conn: sa.Connection) -> int:
-        """Turn the held rows no mute holds any more into one summary alert.
-
-        It lists each incident once (``bot.notices.held_incidents``) and is
-        loud iff one of the alerts it stands for was. Returns how many items
-        it lists.
-        """
-        now = self._clock()
-        mutes = self._mutes(conn, now)
-        held = conn.execute(
-            sa.select(outbox).where(outbox.c.status == HELD).order_by(outbox.c.id)
-        ).all()
-        released = [row for row in held if not mutes.hold(row.workflow)]
-        if not released:
-            return 0
-        conn.execute(
-            sa.update(outbox)
-            .where(outbox.c.id.in_([row.id for row in released]))
-            .values(status=SUMMARISED)
-        )
-        items = held_incidents(
-            [Held(row.key, row.text, row.happened_at or row.created_at) for row in released],
-            now,
-            self._tz,
-        )
-        loud = any(row.loud for row in released)
-        summary = Alert(summary_text(items), loud=loud, mergeable=False)
-        conn.execute(sa.insert(outbox).values(**self._new_row(summary, PENDING, now)))
-        return len(items)
 
 
 def _in_chat(chat_id: int | None) -> sa.ColumnElement[bool]:

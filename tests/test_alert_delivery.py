@@ -27,7 +27,7 @@ import telegram
 from telegram.request import HTTPXRequest
 
 from bot.outbox import Alert, Notifier, Pacing
-from bot.outbox_store import outbox
+from bot.outbox_tables import outbox
 from bot.pacing import OutboxRow, Pacer, fit_batch, summary_text
 from bot.text import TELEGRAM_LIMIT, Button
 from bot.transport import ChatTarget, TelegramTransport

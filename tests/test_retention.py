@@ -9,7 +9,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from bot.outbox import KEEP_DELIVERED_SECONDS, Alert, Notifier
-from bot.outbox_store import outbox
+from bot.outbox_tables import outbox
 from bot.text import Message
 from bot.transport import ChatTarget
 from supervisor.control import ControlDB
