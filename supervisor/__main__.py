@@ -62,26 +62,18 @@ def _status(settings: SupervisorSettings, workflows: list[ResolvedWorkflow]) -> 
     knows (backing off) cannot be told from the files, and what it remembers
     (a give-up) is read from the control DB when there is one.
     """
-    pids = read_pidfiles(settings.run_dir)
-    remembered = _memory(settings)
-    now = datetime.now(UTC)
-    for workflow in workflows:
-        snapshot = read_state(workflow.db)
-        record = pids.get(workflow.name)
-        alive = record is not None and group_alive(record.pgid)
-        memory = remembered.get(workflow.name)
-        state = offline_state(alive, snapshot, memory, workflow.hang_threshold_seconds, now)
-        icon, word = STATE_LABELS[state]
-        line = f"{icon} {workflow.name}: {word}"
-        says = own_word(state, snapshot.status)
+    for status in _offline_statuses(settings, workflows):
+        icon, word = STATE_LABELS[status.state]
+        line = f"{icon} {status.name}: {word}"
+        says = own_word(status.state, status.status)
         line += f" · says {says}" if says else ""
-        if state in LIVE_STATES and record is not None:
-            line += f" · pid {record.pid} · heartbeat {_age(snapshot.heartbeat, now)}"
+        if status.pid is not None:
+            line += f" · pid {status.pid} · heartbeat {_age(status.heartbeat_age)}"
         print(line)
-        if snapshot.summary:
-            print(f"  {snapshot.summary}")
-        if snapshot.problem:
-            print(f"  problem: {snapshot.problem}")
+        if status.summary:
+            print(f"  {status.summary}")
+        if status.db_problem:
+            print(f"  problem: {status.db_problem}")
 
 
 async def _why(
@@ -99,7 +91,10 @@ async def _why(
         redactor = Redactor(secret_values(settings, agent))
         events = control.recent(name, EVIDENCE_EVENTS)
         case = Case(
-            workflow, _offline_status(settings, workflow), events, settings.logs_dir / f"{name}.log"
+            workflow,
+            _offline_statuses(settings, [workflow])[0],
+            events,
+            settings.logs_dir / f"{name}.log",
         )
         verdict = await explain(case, Diagnoser(agent, control.engine, redactor=redactor), redactor)
     finally:
@@ -108,28 +103,37 @@ async def _why(
     return 0
 
 
-def _offline_status(settings: SupervisorSettings, workflow: ResolvedWorkflow) -> WorkflowStatus:
-    """The workflow's status as the files show it (no supervisor is asked)."""
-    snapshot = read_state(workflow.db)
-    record = read_pidfiles(settings.run_dir).get(workflow.name)
-    alive = record is not None and group_alive(record.pgid)
-    memory = _memory(settings).get(workflow.name)
+def _offline_statuses(
+    settings: SupervisorSettings, workflows: list[ResolvedWorkflow]
+) -> list[WorkflowStatus]:
+    """Each workflow's status as the files show it (no supervisor is asked)."""
+    pids = read_pidfiles(settings.run_dir)
+    remembered = _memory(settings)
     now = datetime.now(UTC)
-    state = offline_state(alive, snapshot, memory, workflow.hang_threshold_seconds, now)
-    age = (now - snapshot.heartbeat).total_seconds() if snapshot.heartbeat else None
-    return WorkflowStatus(
-        name=workflow.name,
-        state=state,
-        status=snapshot.status,
-        summary=snapshot.summary,
-        heartbeat=snapshot.heartbeat,
-        heartbeat_age=age,
-        last_error=snapshot.last_error,
-        pid=record.pid if record and alive else None,
-        restarts=memory.restarts if memory else 0,
-        max_restarts=workflow.max_restart_attempts,
-        db_problem=snapshot.problem,
-    )
+    statuses = []
+    for workflow in workflows:
+        snapshot = read_state(workflow.db)
+        record = pids.get(workflow.name)
+        alive = record is not None and group_alive(record.pgid)
+        memory = remembered.get(workflow.name)
+        state = offline_state(alive, snapshot, memory, workflow.hang_threshold_seconds, now)
+        age = (now - snapshot.heartbeat).total_seconds() if snapshot.heartbeat else None
+        statuses.append(
+            WorkflowStatus(
+                name=workflow.name,
+                state=state,
+                status=snapshot.status,
+                summary=snapshot.summary,
+                heartbeat=snapshot.heartbeat,
+                heartbeat_age=age,
+                last_error=snapshot.last_error,
+                pid=record.pid if record is not None and state in LIVE_STATES else None,
+                restarts=memory.restarts if memory else 0,
+                max_restarts=workflow.max_restart_attempts,
+                db_problem=snapshot.problem,
+            )
+        )
+    return statuses
 
 
 def offline_state(
@@ -168,8 +172,8 @@ def _memory(settings: SupervisorSettings) -> dict[str, Memory]:
         control.close()
 
 
-def _age(moment: datetime | None, now: datetime) -> str:
-    return "never" if moment is None else f"{(now - moment).total_seconds():.0f}s ago"
+def _age(seconds: float | None) -> str:
+    return "never" if seconds is None else f"{seconds:.0f}s ago"
 
 
 def main(argv: list[str] | None = None) -> int:

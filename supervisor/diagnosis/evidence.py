@@ -89,7 +89,7 @@ def build_pack(
     candidates = [
         _Candidate(_item(redactor, "state", "state", _render_status(status)), ESSENTIAL),
         *(
-            _Candidate(_item(redactor, f"event:{n}", "event", _render_event(e)), ESSENTIAL)
+            _Candidate(_item(redactor, f"event:{n}", "event", render_event(e)), ESSENTIAL)
             for n, e in enumerate(events[:MAX_EVENTS], start=1)
         ),
         _Candidate(_item(redactor, "config", "config", _render_config(workflow)), ESSENTIAL),
@@ -152,7 +152,8 @@ def _render_status(status: WorkflowStatus) -> str:
     return "\n".join(f"{key}: {value}" for key, value in fields.items() if value is not None)
 
 
-def _render_event(event: EventRecord) -> str:
+def render_event(event: EventRecord) -> str:
+    """One event as a line, the same in the pack and in the model's events tool."""
     return f"{event.time.isoformat(timespec='seconds')} {event.kind}: {event.detail}"
 
 

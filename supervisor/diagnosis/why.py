@@ -19,7 +19,7 @@ from pydantic import TypeAdapter
 from supervisor.config import ResolvedWorkflow
 from supervisor.control import EventRecord
 from supervisor.diagnosis.diagnose import Diagnoser
-from supervisor.diagnosis.evidence import build_pack
+from supervisor.diagnosis.evidence import build_pack, render_event
 from supervisor.diagnosis.rules import classify
 from supervisor.diagnosis.tools import Sources
 from supervisor.diagnosis.types import EvidencePack, Verdict
@@ -61,7 +61,7 @@ async def explain(case: Case, diagnoser: Diagnoser, redactor: Redactor) -> Verdi
     pack = await gather(case, redactor)
     if pack.signature == "unknown" and _healthy(case.status):
         return _nothing_failed(case.status)
-    lines = tuple(f"{e.time:%Y-%m-%d %H:%M:%S} {e.kind}: {e.detail}" for e in case.events[::-1])
+    lines = tuple(render_event(event) for event in case.events[::-1])
     sources = Sources(log_path=case.log_path, cwd=case.workflow.cwd, events=lines)
     secrets = tuple(case.workflow.env.values())
     return await diagnoser.diagnose(pack, classify(pack), sources=sources, secrets=secrets)
