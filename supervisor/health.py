@@ -28,9 +28,6 @@ from supervisor.runtime import Runtime, utcnow
 from supervisor.settings import SupervisorSettings
 from supervisor.statedb import StateRead, StateSnapshot
 
-# Problems that hide what the workflow wrote (rather than say it wrote nothing yet): while
-# one lasts its health is unknown, so it is never taken for a hang.
-_HIDING = ("locked", "unreadable", "corrupt")
 FINAL_READ_TRIES = 5
 FINAL_READ_PAUSE_SECONDS = 0.05
 
@@ -92,7 +89,7 @@ class HealthMonitor:
         seen, snapshot = read
         runtime.reads += 1
         problem = snapshot.problem
-        if problem and any(word in problem for word in _HIDING):
+        if problem and snapshot.hidden:  # its health is unknown: never taken for a hang
             runtime.seen = None
             runtime.snapshot = _with_problem(runtime.snapshot, problem)
             if runtime.unreadable_since is None:

@@ -53,6 +53,8 @@ class StateSnapshot:
     last_error: str | None = None
     paused: bool = False
     problem: str | None = None
+    # The read failed (locked, corrupt): what the workflow wrote is unknown, not absent.
+    hidden: bool = False
     # Entries of the optional error log newer than the id asked for, oldest first.
     errors: tuple[tuple[int, str], ...] = ()
     keeps_error_log: bool = False  # the workflow has the error log: only its entries count
@@ -139,10 +141,10 @@ class StateReader:
                 text = str(exc)
                 if "no such table" in text:
                     return StateSnapshot(problem="database has no state table")
-                return StateSnapshot(problem=f"database unreadable: {text}")
+                return StateSnapshot(problem=f"database unreadable: {text}", hidden=True)
             except sqlite3.DatabaseError as exc:
                 self._close()
-                return StateSnapshot(problem=f"database corrupt: {exc}")
+                return StateSnapshot(problem=f"database corrupt: {exc}", hidden=True)
         return replace(
             _snapshot(rows),
             errors=errors or (),
