@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) bench/detection_latency.py
 	$(PY) bench/chat_latency.py
 	$(PY) bench/diagnosis_eval.py
+	$(PY) bench/bridge_latency.py
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -18,6 +18,8 @@ from bot.lock import AlreadyRunning, InstanceLock
 from bot.redact import install_redaction
 from bot.settings import BotSettings
 from bot.systemd import SystemdNotifier
+from supervisor.agent.bridge import BackendUnavailable, check_backend
+from supervisor.agentsettings import AgentSettings
 from supervisor.core import Supervisor
 from supervisor.secrets import Redactor
 from supervisor.settings import one_line
@@ -55,10 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         supervisor_settings, workflows = load_supervision(
             check_control_db=True, models=[BotSettings]
         )
+        agent = AgentSettings()
+        check_backend(agent)
     except ValidationError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_CONFIG
-    except StartupError as exc:
+    except (StartupError, BackendUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     secrets = [
@@ -91,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     # What the logs never show, no request to a model carries either (supervisor.secrets).
-    supervisor = Supervisor(supervisor_settings, workflows, redactor=Redactor(secrets))
+    supervisor = Supervisor(supervisor_settings, workflows, redactor=Redactor(secrets), agent=agent)
     try:
         if args.console:
             pinger = Pinger.configured(settings)

@@ -10,18 +10,23 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-from typing import TextIO
+from collections.abc import Awaitable, Coroutine
+from typing import Any, TextIO
 
+from bot.agent.chat import ChatBridge, ChatPlace
+from bot.agent.views import ConsoleView
 from bot.audit import CONSOLE
-from bot.commands import Follow, Reply
+from bot.commands import COMMANDS, Follow, Reply, command_name
 from bot.healthcheck import Pinger
 from bot.outbox import Pacing
 from bot.service import Service
 from bot.settings import Alerting
+from bot.text import Message, esc
 from bot.transport import ChatTarget, ConsoleTransport
 from supervisor.core import Supervisor
 
 CONSOLE_TARGET = ChatTarget(0)
+ANSWER_GRACE_SECONDS = 60.0
 PROMPT_HINT = "Type /help for commands, /status to see the workflows; Ctrl-D quits."
 
 
@@ -54,6 +59,7 @@ async def run_console(
         follow=follow,
         pinger=pinger,
         alerting=alerting,
+        bridge_view=lambda _: ConsoleView(transport),
     )
     await service.start()
     print(PROMPT_HINT, file=transport.stream, flush=True)
@@ -66,6 +72,7 @@ async def run_console(
     reader.start()
     stopping = asyncio.create_task(stop.wait())
     followers: set[asyncio.Task[None]] = set()
+    asking: set[asyncio.Task[None]] = set()  # agent turns
     while True:
         getting = asyncio.create_task(lines.get())
         await asyncio.wait({getting, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -77,6 +84,8 @@ async def run_console(
             break
         words = text.split()
         if not words:
+            continue
+        if _to_bridge(service, words, asking):
             continue
         reply = await service.router.handle(words[0], words[1:], CONSOLE)
         for message in reply.messages:
@@ -90,9 +99,51 @@ async def run_console(
             followers.add(task)
             task.add_done_callback(followers.discard)
     stopping.cancel()
-    for task in followers:
+    # Input ended (a pipe, Ctrl-D): an agent still answering may finish, within its own limit.
+    if asking:
+        await asyncio.wait(asking, timeout=ANSWER_GRACE_SECONDS)
+    for task in followers | asking:
         task.cancel()
     await service.stop()
+
+
+def _to_bridge(service: Service, words: list[str], tasks: set[asyncio.Task[None]]) -> bool:
+    """Plain words, ``/ask``, ``/new``, ``/sessions``, ``/approve``: the agent bridge's.
+
+    A turn runs in the background, so ``/approve`` can be typed while it waits.
+    """
+    chat, place = service.chat, ChatPlace(None)
+    if not words[0].startswith("/") and command_name(words[0]) in COMMANDS:
+        return False  # "status" typed without its slash is still the command
+    command = command_name(words[0]) if words[0].startswith("/") else None
+    work: Coroutine[Any, Any, None] | None = None
+    if command is None:
+        work = chat.ask(CONSOLE, place, " ".join(words))
+    elif command == "ask":
+        named = words[1] if len(words) > 1 and words[1] in service.supervisor.names else None
+        text = " ".join(words[2:] if named else words[1:])
+        work = chat.ask(CONSOLE, place, text, workflow=named)
+    elif command == "approve":
+        work = _say(chat, chat.decide(CONSOLE, *words[1:3]) if len(words) == 3 else None)
+    elif command == "new":
+        work = _show(chat, chat.new(place))
+    elif command == "sessions":
+        work = _show(chat, chat.sessions(place))
+    if work is None:
+        return False
+    task = asyncio.create_task(work)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    return True
+
+
+async def _show(chat: ChatBridge, message: Awaitable[Message]) -> None:
+    await chat.view.show(ChatPlace(None), [await message], None)
+
+
+async def _say(chat: ChatBridge, said: Awaitable[str] | None) -> None:
+    text = await said if said is not None else "usage: /approve ID once|session|deny"
+    await chat.view.show(ChatPlace(None), [Message(esc(text))], None)
 
 
 async def _follow(transport: ConsoleTransport, reply: Reply) -> None:

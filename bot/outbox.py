@@ -64,7 +64,7 @@ from typing import ParamSpec, TypeVar
 import sqlalchemy as sa
 
 from bot.notices import SendTime
-from bot.outbox_store import OutboxStore
+from bot.outbox_store import MessageOrigin, OutboxStore
 from bot.outbox_tables import Alert
 from bot.pacing import Batch, OutboxRow, Pacer, Pacing, backoff, compose, first_line, fit_batch
 from bot.text import Message
@@ -263,6 +263,11 @@ class Notifier:
     async def acknowledge(self, workflow: str) -> int:
         """Stop repeating ``workflow``'s unacknowledged alerts; returns how many reminders ended."""
         return await self._db(self._store.acknowledge, workflow)
+
+    async def origin(self, target: ChatTarget, message_id: int) -> MessageOrigin | None:
+        """The key and workflow of the message a person replied to, if the bot sent it."""
+        alert_chat = target.chat_id == self._target.chat_id
+        return await self._db(self._store.origin, target.chat_id, message_id, alert_chat)
 
     async def wait_idle(self, timeout: float) -> bool:  # noqa: ASYNC109 - part of the interface
         """True once nothing is pending (held rows don't count); False after ``timeout``."""

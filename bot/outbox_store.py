@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
@@ -64,6 +64,14 @@ def _row(record: Any) -> OutboxRow:
         workflow=record.workflow,
         happened_at=record.happened_at,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class MessageOrigin:
+    """The outbox row a chat message came from: a reply's key, an alert's workflow."""
+
+    key: str | None
+    workflow: str | None
 
 
 class OutboxStore:
@@ -248,6 +256,24 @@ class OutboxStore:
                 .limit(MERGE_CANDIDATES)
             ).all()
         return [head, *map(_row, others)]
+
+    def origin(self, chat_id: int, message_id: int, alert_chat: bool) -> MessageOrigin | None:
+        """What the message ``message_id`` in ``chat_id`` was sent as: its key and workflow.
+
+        ``alert_chat``: the chat is the configured alert chat, whose rows may name no chat.
+        """
+        self.ensure_tables()
+        chats = _in_chat(chat_id)
+        if alert_chat:
+            chats = sa.or_(chats, outbox.c.chat_id.is_(None))
+        with self._engine.connect() as conn:
+            found = conn.execute(
+                sa.select(outbox.c.key, outbox.c.workflow)
+                .where(outbox.c.message_id == message_id, chats)
+                .order_by(outbox.c.id.desc())
+                .limit(1)
+            ).first()
+        return None if found is None else MessageOrigin(found.key, found.workflow)
 
     def message_for(self, key: str, chat_id: int) -> int | None:
         """The message that shows incident ``key`` in ``chat_id``, if one was sent."""

@@ -195,6 +195,9 @@ HELP = """<b>Commands</b>
 /tail name [lines|follow] – the last log lines (default 30, at most 200)
 /logs name – the last 1 MB of the log, as a file
 /why name – why it failed: its evidence, explained (rules, then Claude)
+/ask [name] text – ask the agent, who works in the workflow's directory (or just write; \
+reply to an alert or an answer to talk about it)
+/new – a fresh agent session · /sessions – recent ones
 /mute [name] [duration] – hold alerts, of one workflow or all (30m, 2h; default 1h); \
 hangs and give-ups still come
 /unmute [name] – end the mute and get a summary

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
+from bot.agent.chat import BridgeView, ChatBridge
+from bot.agent.views import ConsoleView
 from bot.alerts import AlertComposer
 from bot.audit import AuditLog
 from bot.commands import CommandRouter, Follow
@@ -19,7 +22,8 @@ from bot.healthcheck import Pinger
 from bot.lifecycle import Lifecycle, downtime_note
 from bot.outbox import Alert, Notifier, Pacing
 from bot.settings import Alerting, default_alerting
-from bot.transport import ChatTarget, ChatTransport
+from bot.transport import ChatTarget, ChatTransport, ConsoleTransport
+from supervisor.agent.bridge import AgentBridge
 from supervisor.core import Supervisor
 from supervisor.dbengine import make_engine
 
@@ -39,7 +43,10 @@ class Service:
         follow: Follow | None = None,
         pinger: Pinger | None = None,
         alerting: Alerting | None = None,
+        bridge_view: Callable[[Notifier], BridgeView] | None = None,
     ) -> None:
+        """``bridge_view`` makes what shows bridge turns (``bot.agent.views``) over the
+        notifier; the console's when not given."""
         self.supervisor = supervisor
         self.engine = make_engine(supervisor.settings.control_db_url)
         alerting = alerting or default_alerting()
@@ -52,6 +59,15 @@ class Service:
         )
         composer = AlertComposer(remind_after=alerting.renotify_seconds or None)  # 0: never
         self.forwarder = EventForwarder(self.engine, composer, self.notifier)
+        agents = supervisor.agent_settings
+        bridge = AgentBridge(supervisor, self.engine, agents, redactor=supervisor.redactor)
+        self.chat = ChatBridge(
+            bridge,
+            supervisor,
+            (bridge_view or (lambda _: ConsoleView(ConsoleTransport())))(self.notifier),
+            self.audit,
+            approval_seconds=agents.agent_approval_seconds,
+        )
         self._forwarding: asyncio.Task[None] | None = None
         self.lifecycle = Lifecycle(self.engine, pinger=pinger)
         self.digest = DigestScheduler(
@@ -71,6 +87,7 @@ class Service:
         """
         previous = await self.lifecycle.start()
         await self.notifier.start()
+        await self.chat.interrupted()
         await self.supervisor.open()  # the event log exists before the forwarder reads it
         await asyncio.to_thread(self.forwarder.open)
         subscription = self.supervisor.events()
@@ -84,6 +101,7 @@ class Service:
 
     async def stop(self, goodbye: str | None = None, flush_timeout: float = 5.0) -> None:
         """Stop the workflows (their runs resume next start), say goodbye, flush, close."""
+        await self.chat.close()
         await self.digest.stop()
         await self.supervisor.shutdown()
         if self._forwarding is not None:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from telegram import BotCommand, Update
+from telegram import Message as TelegramMessage
 from telegram.error import InvalidToken, TelegramError
 from telegram.ext import (
     Application,
@@ -30,6 +31,8 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
+from bot.agent.chat import ChatPlace, session_of_key
+from bot.agent.views import TelegramView
 from bot.audit import Actor
 from bot.commands import COMMANDS, Reply, addressee, command_name, mutates
 from bot.healthcheck import Pinger
@@ -47,6 +50,7 @@ from bot.transport import (
     Undeliverable,
     with_retries,
 )
+from supervisor.agent.types import Session
 from supervisor.core import Supervisor
 
 log = logging.getLogger("bot")
@@ -57,6 +61,8 @@ ANSWER_ATTEMPTS = 3
 DOCUMENT_ATTEMPTS = 5  # a file is not kept in the outbox: a few tries, then a line saying so
 DOCUMENT_MAX_WAIT_SECONDS = 60.0
 APOLOGY = Message("Sorry, that failed; the error is logged.")
+BRIDGE_COMMANDS = frozenset({"ask", "new", "sessions", "approve"})
+BRIDGE_BUTTONS = frozenset({"agentstop", "approve", "askpick"})
 
 App = Application[Any, Any, Any, Any, Any, Any]
 
@@ -122,11 +128,13 @@ class TelegramBot:
             pacing=pacing,
             pinger=Pinger.configured(settings),
             alerting=settings.alerting,
+            bridge_view=lambda notifier: TelegramView(notifier, self.transport),
         )
         self._denied: set[int] = set()
         self._followers: set[asyncio.Task[None]] = set()  # follows and uploads, cancelled at stop
         self.app.add_handler(TypeHandler(Update, self._gate), group=-1)
         self.app.add_handler(MessageHandler(filters.COMMAND, self._on_command))
+        self.app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, self._on_text))
         self.app.add_handler(CallbackQueryHandler(self._on_button))
         self.app.add_error_handler(self._on_error)
 
@@ -268,6 +276,9 @@ class TelegramBot:
             return
         command = command_name(word)
         actor = self.actor(update)
+        if command in BRIDGE_COMMANDS:
+            await self._bridge_command(update, command, args)
+            return
         age = (datetime.now(UTC) - message.date).total_seconds()
         if mutates(command, args) and age > OFFLINE_AFTER_SECONDS:
             reply = await self.service.router.ignore_offline(command, args, actor, age)
@@ -275,11 +286,90 @@ class TelegramBot:
             reply = await self.service.router.handle(command, args, actor)
         await self._send(update, reply)
 
+    async def _on_text(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Plain words from an allowed user: a message to the agent bridge."""
+        message = update.effective_message
+        if message is None or not message.text:
+            return
+        await self._ask(update, message.text)
+
+    async def _ask(self, update: Update, text: str, workflow: str | None = None) -> None:
+        """Start or continue a bridge session, in the background: a turn takes a while."""
+        message, target = update.effective_message, self._origin(update)
+        if message is None or target is None:
+            return
+        replied, replied_workflow = await self._replied(target, message.reply_to_message)
+        # A forum topic is a chat of its own; a reply thread in a plain group is not.
+        place = ChatPlace(target.chat_id, target.thread_id if message.is_topic_message else None)
+        ask = self.service.chat.ask(
+            self.actor(update),
+            place,
+            text,
+            workflow=workflow,
+            replied=replied,
+            replied_workflow=replied_workflow,
+        )
+        self._background(ask)
+
+    async def _replied(
+        self, target: ChatTarget, replied: TelegramMessage | None
+    ) -> tuple[Session | None, str | None]:
+        """The session of the answer, or the workflow of the alert, a message replies to."""
+        if replied is None:
+            return None, None
+        origin = await self.service.notifier.origin(target, replied.message_id)
+        if origin is None:
+            return None, None
+        session_id = session_of_key(origin.key)
+        if session_id is not None:
+            session = await asyncio.to_thread(self.service.chat.bridge.store.get, session_id)
+            if session is not None:
+                return session, None
+        return None, origin.workflow
+
+    async def _bridge_command(self, update: Update, command: str, args: list[str]) -> None:
+        """``/ask [NAME] text``, ``/new``, ``/sessions``, ``/approve ID CHOICE``."""
+        target = self._origin(update)
+        if target is None:
+            return
+        place = ChatPlace(target.chat_id, target.thread_id)
+        chat = self.service.chat
+        if command == "ask":
+            named = args[0] if args and args[0] in self.service.supervisor.names else None
+            await self._ask(update, " ".join(args[1:] if named else args), named)
+            return
+        if command == "approve" and len(args) == 2:
+            said = await chat.decide(self.actor(update), args[0], args[1])
+            reply = Message(esc(said))
+        elif command == "approve":
+            reply = Message("usage: /approve ID once|session|deny")
+        elif command == "new":
+            reply = await chat.new(place)
+        else:
+            reply = await chat.sessions(place)
+        await self.service.notifier.reply(target, [reply])
+
+    async def _bridge_button(self, update: Update, action: str, args: list[str]) -> str:
+        """Stop, an approval's choice, a workflow picked for a question; the pop-up text."""
+        chat = self.service.chat
+        if action == "agentstop" and args:
+            return "stopping" if chat.stop(args[0]) else "nothing is running"
+        if action == "approve" and len(args) == 2:
+            return await chat.decide(self.actor(update), args[0], args[1])
+        if action == "askpick" and len(args) == 2:
+            self._background(chat.pick(self.actor(update), args[0], args[1]))
+            return f"asking about {args[1]}"
+        return "unknown button"
+
     async def _on_button(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
         if query is None or not query.data:
             return
         action, *args = query.data.split(":")  # "restart:api", "mute:api:1h", "help"
+        if action in BRIDGE_BUTTONS:
+            said = await self._bridge_button(update, action, args)
+            self.app.create_task(self._answer(query.id, said))
+            return
         # In the background: the reply must not wait for the spinner to stop.
         self.app.create_task(self._answer(query.id, " ".join([action, *args])))
         reply = await self.service.router.handle(action, args, self.actor(update))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Protocol, TextIO, TypeVar
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile
-from telegram.constants import ParseMode
+from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
 from bot.text import Button, Message
@@ -179,6 +179,17 @@ class TelegramTransport:
         except TelegramError as exc:
             raise _translate(exc) from exc
         return sent.message_id
+
+    async def typing(self, target: ChatTarget) -> None:
+        """Show "typing…" in the chat for a few seconds (Telegram ends it after about 5 s)."""
+        try:
+            await self.bot.send_chat_action(
+                chat_id=target.chat_id,
+                action=ChatAction.TYPING,
+                message_thread_id=target.thread_id,
+            )
+        except TelegramError as exc:
+            raise _translate(exc) from exc
 
     async def answer(self, query_id: str, text: str) -> None:
         """Answer a button press (its spinner stops, ``text`` pops up briefly)."""

@@ -11,6 +11,8 @@ is set.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -36,6 +38,11 @@ class AgentSettings(BaseSettings):
     agent_max_usd_per_day: float = Field(default=5.0, ge=0)
     # Model id (or id prefix) -> price; merged over spend.BUILT_IN_PRICES.
     agent_prices: dict[str, Price] = Field(default_factory=dict)
+    # The bridge: which agent answers in the chat, how long a proposed change waits for a tap,
+    # and what it may do untapped ("read": reading tools only; "none": every tool asks).
+    agent_backend: Literal["builtin", "claude-code", "scripted"] = "builtin"
+    agent_approval_seconds: float = Field(default=120.0, gt=0)
+    agent_auto_approve: Literal["read", "none"] = "read"
 
     @property
     def configured(self) -> bool:

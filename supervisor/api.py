@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from supervisor.agent.types import Workspace
 from supervisor.bus import Subscription
 from supervisor.control import EventRecord
 from supervisor.diagnosis.types import EvidencePack, Verdict
@@ -65,6 +66,10 @@ class SupervisorAPI(Protocol):
 
     async def evidence(self, name: str) -> EvidencePack:
         """The evidence ``why`` answers from, gathered and redacted in code."""
+        ...
+
+    async def workspace(self, name: str) -> Workspace:
+        """Where an agent may work on the workflow (its ``cwd``), and its secrets to redact."""
         ...
 
     async def recent_events(self, name: str, limit: int = 10) -> list[EventRecord]:

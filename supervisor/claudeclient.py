@@ -15,18 +15,38 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anthropic
 import httpx2
 
 from supervisor.agentsettings import AgentSettings
 
+if TYPE_CHECKING:  # anthropic takes seconds to import: imported where Claude is called, then
+    import anthropic
+
 Redact = Callable[[str], str]
+ClientFactory = Callable[[AgentSettings, Redact], "anthropic.AsyncAnthropic"]
+
+
+def is_api_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is the API's (an outage, a refusal), without importing the SDK first."""
+    import anthropic
+
+    return isinstance(exc, anthropic.APIError)
 # Fields that hold the request's structure, never evidence: redacting a value there (an env
 # value "user" in a role, say) would break the request and hide nothing.
 _STRUCTURE = frozenset(
-    {"type", "role", "model", "id", "tool_use_id", "name", "input_schema", "output_config"}
+    {
+        "type",
+        "role",
+        "model",
+        "id",
+        "tool_use_id",
+        "name",
+        "input_schema",
+        "output_config",
+        "signature",  # a thinking block's seal: altered, the API refuses the conversation
+    }
 )
 # The SDK's own retries of 429, 5xx and 529, with its backoff; the caller's deadline bounds them.
 MAX_RETRIES = 3
@@ -43,10 +63,7 @@ class RedactingTransport(httpx2.AsyncBaseTransport):
         body = await request.aread()
         if not body:
             return await self.inner.handle_async_request(request)
-        try:
-            redacted = json.dumps(_redacted(json.loads(body), self.redact)).encode()
-        except ValueError:  # not JSON: redact it as text
-            redacted = self.redact(body.decode("utf-8", errors="replace")).encode()
+        redacted = redact_body(body, self.redact)
         headers = [(k, v) for k, v in request.headers.raw if k.lower() != b"content-length"]
         outgoing = httpx2.Request(
             request.method,
@@ -59,6 +76,18 @@ class RedactingTransport(httpx2.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def redact_body(body: bytes, redact: Redact) -> bytes:
+    """``body`` with every string of its JSON redacted (the whole text, if it is not JSON).
+
+    Public because Claude Code's requests are redacted by the same rule on
+    their way through ``supervisor.agent.proxy``.
+    """
+    try:
+        return json.dumps(_redacted(json.loads(body), redact)).encode()
+    except ValueError:  # not JSON: redact it as text
+        return redact(body.decode("utf-8", errors="replace")).encode()
 
 
 def _redacted(value: Any, redact: Redact) -> Any:
@@ -76,6 +105,8 @@ def _redacted(value: Any, redact: Redact) -> Any:
 
 def redacting_client(settings: AgentSettings, redact: Redact) -> anthropic.AsyncAnthropic:
     """An ``AsyncAnthropic`` for ``settings`` (key, base URL, timeout), redacting every request."""
+    import anthropic
+
     key = settings.anthropic_api_key
     return anthropic.AsyncAnthropic(
         api_key=key.get_secret_value() if key else None,
@@ -84,3 +115,20 @@ def redacting_client(settings: AgentSettings, redact: Redact) -> anthropic.Async
         max_retries=MAX_RETRIES,
         http_client=anthropic.DefaultAsyncHttpxClient(transport=RedactingTransport(redact)),
     )
+
+
+def unavailable_reason(exc: Exception) -> str:
+    """A few words on why Claude did not answer (timed out, overloaded...), for a note."""
+    import anthropic
+
+    if isinstance(exc, TimeoutError | anthropic.APITimeoutError):
+        return "timed out"
+    if isinstance(exc, anthropic.APIConnectionError):
+        return "unreachable"
+    if isinstance(exc, anthropic.APIStatusError):
+        if exc.status_code == 529:
+            return "overloaded"
+        if exc.status_code == 429:
+            return "rate limited"
+        return f"error {exc.status_code}"
+    return type(exc).__name__

@@ -68,6 +68,9 @@ class WorkflowConfig(BaseModel):
     # "auto": a give-up is followed by its diagnosis (/why) without anyone asking; it may call
     # Claude, so it is opt-in per workflow.
     diagnose: Literal["auto", "off"] = "off"
+    # The forum topic (message thread id) of the alert chat whose messages are about this
+    # workflow: plain text there goes to its agent session without naming it.
+    topic: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _one_way_to_run(self) -> WorkflowConfig:
@@ -97,6 +100,15 @@ class ResolvedWorkflow:
     script: Path | None
     diagnose: Literal["auto", "off"] = "off"
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The values of its TOML ``env``: kept from every request to a model.
+
+        Not ``WORKFLOW_NAME`` and ``WORKFLOW_DB``, which we add: blanking a
+        workflow's own name would hide nothing and garble every answer.
+        """
+        return tuple(self.config.env.values())
+
 
 def load_workflows(settings: SupervisorSettings) -> list[ResolvedWorkflow]:
     """The configured workflows; the bundled demo when no file is configured.
@@ -122,6 +134,7 @@ def load_config(path: Path, settings: SupervisorSettings) -> list[ResolvedWorkfl
     tables = _read_tables(path)
     workflows: list[ResolvedWorkflow] = []
     first_index: dict[str, int] = {}
+    topics: dict[int, str] = {}
     for index, raw in enumerate(tables, start=1):
         config = _validate(path, index, raw)
         if config.name in first_index:
@@ -130,6 +143,13 @@ def load_config(path: Path, settings: SupervisorSettings) -> list[ResolvedWorkfl
                 f" (also workflow #{first_index[config.name]})"
             )
         first_index[config.name] = index
+        if config.topic is not None and config.topic in topics:
+            raise ConfigError(
+                f"{path}: workflow {config.name!r} key 'topic': topic {config.topic} is "
+                f"already {topics[config.topic]!r}'s"
+            )
+        if config.topic is not None:
+            topics[config.topic] = config.name
         try:
             workflows.append(_resolve(config, base, settings, require_script=True))
         except _KeyProblem as problem:

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from supervisor.agent.types import Workspace
 from supervisor.agentsettings import AgentSettings
 from supervisor.api import SupervisorError, UnknownWorkflow
 from supervisor.bus import EventBus, Subscription
@@ -86,6 +87,8 @@ class Supervisor:
         self.settings = settings
         self._redactor = redactor or Redactor()
         self._agent = agent or AgentSettings()
+        self.agent_settings = self._agent  # the bot's bridge shares them
+        self.redactor = self._redactor
         self._diagnoser: Diagnoser | None = None
         self.bus = EventBus()
         self._workflows = list(workflows)
@@ -272,6 +275,11 @@ class Supervisor:
         control = await self.open()
         events = await asyncio.to_thread(control.recent, name, EVIDENCE_EVENTS)
         return Case(runtime.workflow, runtime.status(utcnow()), events, runtime.log.path)
+
+    async def workspace(self, name: str) -> Workspace:
+        workflow = self._get(name).workflow
+        secrets = (*self._redactor.secrets, *workflow.secrets)
+        return Workspace(name, workflow.cwd, tuple(secrets), workflow.script, workflow.config.topic)
 
     async def recent_events(self, name: str, limit: int = 10) -> list[EventRecord]:
         self._get(name)

@@ -49,9 +49,6 @@ RESERVED = frozenset(
         "SUPERVISOR_NODE",
         "FLEET_FAILOVER_SECONDS",
         "FLEET_NODE_TIMEOUT_SECONDS",
-        "AGENT_BACKEND",
-        "AGENT_APPROVAL_SECONDS",
-        "AGENT_AUTO_APPROVE",
     }
 )
 

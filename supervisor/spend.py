@@ -18,7 +18,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, func, insert, select
 from sqlalchemy import Table as SATable
@@ -71,6 +73,50 @@ def price_of(model: str, prices: Mapping[str, Price]) -> Price:
 def cost_usd(price: Price, input_tokens: int, output_tokens: int) -> float:
     """What a call with this usage cost at ``price``."""
     return (input_tokens * price.input + output_tokens * price.output) * PER_TOKEN
+
+
+@dataclass
+class Tally:
+    """Tokens the API reported so far in one conversation."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def add(self, message: Any) -> None:
+        """Count a reply's ``usage`` (anything with ``input_tokens`` and ``output_tokens``)."""
+        self.input_tokens += message.usage.input_tokens
+        self.output_tokens += message.usage.output_tokens
+
+
+class CapReached(Exception):
+    """The next round would take a conversation past its cost cap; it is not sent."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The cost cap of one conversation (a diagnosis, a bridge turn), checked before each round.
+
+    ``spent_before`` is what came before this conversation and counts against
+    the same cap (a bridge session's earlier turns). ``max_output`` is the
+    output a round may use, counted in full in the estimate.
+    """
+
+    price: Price
+    cap_usd: float
+    max_output: int
+    tally: Tally = field(default_factory=Tally)
+    spent_before: float = 0.0
+
+    def spent(self) -> float:
+        """USD spent in this conversation so far (without ``spent_before``)."""
+        return cost_usd(self.price, self.tally.input_tokens, self.tally.output_tokens)
+
+    def check(self, input_tokens: int) -> None:
+        """Raise ``CapReached`` unless a round of ``input_tokens`` in (and up to
+        ``max_output`` out) still fits under the cap."""
+        next_round = cost_usd(self.price, input_tokens, self.max_output)
+        if self.spent_before + self.spent() + next_round > self.cap_usd:
+            raise CapReached
 
 
 class SpendLedger:

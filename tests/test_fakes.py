@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dtm
 import threading
 import time
 from collections.abc import Iterator
 
 import anthropic
+import httpx
 import pytest
 from anthropic.types import MessageParam
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, User
-from telegram.constants import ParseMode
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update, User
+from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter
+from telegram.ext import Updater
 
-from tests.fakes.botapi import FakeBotAPI
+from tests.conditions import wait_until
+from tests.fakes.botapi import CONFLICT_DESCRIPTION, FakeBotAPI
 from tests.fakes.messages_api import FakeMessagesAPI
 
 TOKEN = "123:TEST"
@@ -179,3 +183,141 @@ def test_messages_api_reply_errors_and_stream(messages_api: FakeMessagesAPI) -> 
     with client.messages.stream(model="m", max_tokens=10, messages=[USER_X]) as stream:
         assert stream.get_final_text() == "streamed"
     assert messages_api.requests[-1]["stream"] is True
+
+
+async def test_a_second_get_updates_while_one_waits_gets_409(fake: FakeBotAPI) -> None:
+    url = f"{fake.base_url}{TOKEN}/getUpdates"
+    async with httpx.AsyncClient(timeout=30) as client:
+        first = asyncio.create_task(client.post(url, json={"timeout": 20}))
+        await wait_until(lambda: fake.polls_in_flight == 1)
+        second = await client.post(url, json={"timeout": 20})
+        assert second.status_code == 409
+        assert second.json() == {
+            "ok": False,
+            "error_code": 409,
+            "description": "Conflict: terminated by other getUpdates request; "
+            "make sure that only one bot instance is running",
+        }
+        assert second.json()["description"] == CONFLICT_DESCRIPTION
+        assert not first.done()  # the poll already waiting is not disturbed
+        assert fake.polls_in_flight == 1
+        fake.add_message("hi", chat_id=1, user_id=1)
+        reply = await first
+        assert reply.status_code == 200
+        assert [u["message"]["text"] for u in reply.json()["result"]] == ["hi"]
+        assert fake.polls_in_flight == 0
+        again = await client.get(url, params={"offset": "2"})  # one after another is fine
+        assert again.json() == {"ok": True, "result": []}
+    assert (fake.conflicts, fake.peak_polls) == (1, 2)
+
+
+async def test_a_poll_whose_client_hung_up_does_not_block_the_next(fake: FakeBotAPI) -> None:
+    async with _bot(fake) as bot:
+        for _ in range(3):
+            abandoned = asyncio.create_task(bot.get_updates(timeout=20))
+            await wait_until(lambda: fake.polls_in_flight == 1)
+            abandoned.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await abandoned
+            assert await bot.get_updates(timeout=0) == ()  # at once, as a new instance would
+        await wait_until(lambda: fake.polls_in_flight == 0)  # the abandoned polls gave up too
+    assert (fake.conflicts, fake.peak_polls) == (0, 1)
+
+
+async def test_one_updater_polls_alone_across_restarts(fake: FakeBotAPI) -> None:
+    async with _bot(fake) as bot:
+        for text in ("one", "two"):
+            queue: asyncio.Queue[object] = asyncio.Queue()
+            updater = Updater(bot, queue)
+            async with updater:
+                await updater.start_polling(timeout=dtm.timedelta(seconds=20), poll_interval=0)
+                fake.add_message(text, chat_id=1, user_id=1)
+                update = await asyncio.wait_for(queue.get(), timeout=10)
+                assert isinstance(update, Update)
+                assert update.message is not None
+                assert update.message.text == text
+                await updater.stop()  # its cleanup getUpdates must not meet its own long poll
+    assert (fake.conflicts, fake.peak_polls) == (0, 1)
+
+
+async def test_send_chat_action_is_recorded(fake: FakeBotAPI) -> None:
+    before = time.monotonic()
+    async with _bot(fake) as bot:
+        assert await bot.send_chat_action(-100, ChatAction.TYPING, message_thread_id=7) is True
+        assert await bot.send_chat_action(5, ChatAction.UPLOAD_DOCUMENT) is True
+        with pytest.raises(BadRequest, match=r"(?i)wrong parameter action"):
+            await bot.send_chat_action(5, "dancing")
+    typing, upload = fake.chat_actions
+    assert {k: v for k, v in typing.items() if k != "time"} == {
+        "chat_id": -100,
+        "action": "typing",
+        "message_thread_id": 7,
+    }
+    assert (upload["chat_id"], upload["action"], upload["message_thread_id"]) == (
+        5,
+        "upload_document",
+        None,
+    )
+    assert before <= typing["time"] <= upload["time"] <= time.monotonic()
+    assert fake.sent == []
+
+
+async def test_a_reply_carries_the_message_it_replies_to(fake: FakeBotAPI) -> None:
+    async with _bot(fake) as bot:
+        sent = await bot.send_message(42, "first")
+        await bot.edit_message_text("Approve deploy?", chat_id=42, message_id=sent.message_id)
+        first = fake.add_message("yes", chat_id=42, user_id=7, reply_to=sent.message_id)
+        fake.add_message("and?", chat_id=42, user_id=7, reply_to=999)
+        fake.add_message("in topic", chat_id=-100, user_id=7, thread_id=3, reply_to=999)
+        fake.add_message("plain", chat_id=42, user_id=7)
+        reply, unknown, topic, plain = await bot.get_updates(offset=first, timeout=1)
+    assert reply.message is not None
+    replied = reply.message.reply_to_message
+    assert replied is not None
+    assert (replied.message_id, replied.chat.id, replied.text) == (
+        sent.message_id,
+        42,
+        "Approve deploy?",
+    )
+    assert replied.from_user is not None
+    assert replied.from_user.is_bot
+    assert replied.from_user.username == "test_bot"
+    assert unknown.message is not None
+    assert unknown.message.reply_to_message is not None
+    assert unknown.message.reply_to_message.message_id == 999
+    assert unknown.message.reply_to_message.chat.id == 42
+    assert topic.message is not None
+    assert (topic.message.message_thread_id, topic.message.is_topic_message) == (3, True)
+    assert topic.message.reply_to_message is not None
+    assert topic.message.reply_to_message.message_id == 999
+    assert plain.message is not None
+    assert plain.message.reply_to_message is None
+
+
+async def test_edited_messages_are_found_by_any_version(fake: FakeBotAPI) -> None:
+    async with _bot(fake) as bot:
+        sent = await bot.send_message(5, "working…")
+        await bot.edit_message_text("step 1", chat_id=5, message_id=sent.message_id)
+        await bot.send_message(5, "other")
+    [record] = await fake.wait_for_sent(lambda m: m.text == "step 1")  # the current text
+    assert (record.original_text, record.texts) == ("working…", ["working…", "step 1"])
+    assert fake.sent_matching(lambda m: m.text == "working…") == []
+    assert fake.wait_for_sent_sync(lambda m: "working…" in m.texts) == [record]
+    assert len(fake.sent_matching()) == 2
+
+
+async def test_wait_for_edit(fake: FakeBotAPI) -> None:
+    async with _bot(fake) as bot:
+        progress = await bot.send_message(5, "working…")
+        await bot.send_message(5, "done")  # never edited: its text is no edit
+        waiting = asyncio.create_task(fake.wait_for_edit(lambda edits: "done" in edits[-1]))
+        for step in ("step 1", "step 2", "all done"):
+            await bot.edit_message_text(step, chat_id=5, message_id=progress.message_id)
+        [record] = await waiting
+    assert record.message_id == progress.message_id
+    assert record.edits == ["step 1", "step 2", "all done"]
+    assert fake.wait_for_edit_sync(lambda edits: len(edits) >= 2) == [record]
+    with pytest.raises(TimeoutError, match="step 2"):
+        await fake.wait_for_edit(lambda edits: "failed" in edits, within=0.05)
+    with pytest.raises(TimeoutError, match="working"):
+        fake.wait_for_edit_sync(lambda edits: edits == [], within=0.05)

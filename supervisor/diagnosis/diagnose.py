@@ -23,9 +23,8 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 
 from supervisor.agentsettings import AgentSettings
-from supervisor.claudeclient import redacting_client
+from supervisor.claudeclient import ClientFactory, redacting_client
 from supervisor.diagnosis.check import INCONCLUSIVE, fallback
-from supervisor.diagnosis.model import ClientFactory, ask_model
 from supervisor.diagnosis.tools import Sources
 from supervisor.diagnosis.types import EvidencePack, Verdict
 from supervisor.secrets import Redactor, secret_values
@@ -76,6 +75,8 @@ class Diagnoser:
         async with self._busy[pack.workflow]:
             if key in self._cache:
                 return self._cache[key]
+            from supervisor.diagnosis.model import ask_model  # the SDK: only when asking
+
             verdict = await ask_model(
                 pack,
                 rules_verdict,

@@ -82,7 +82,7 @@ def build_pack(
 
     ``events`` are the workflow's recent events, newest first.
     """
-    redactor = redactor.including(workflow.config.env.values())
+    redactor = redactor.including(workflow.secrets)
     lines = [_clip(line) for line in logs.tail(log_path, LOG_SCAN)]
     tracebacks = find_tracebacks(lines)
     failure = find_failure(lines, tracebacks, events, status)

@@ -28,20 +28,26 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anthropic
 from pydantic import ValidationError
 
-from supervisor.agentsettings import AgentSettings, Price
-from supervisor.claudeclient import Redact, redacting_client
+from supervisor.agentsettings import AgentSettings
+from supervisor.claudeclient import (
+    ClientFactory,
+    is_api_error,
+    redacting_client,
+    unavailable_reason,
+)
 from supervisor.diagnosis.check import check, fallback, verdict_from
 from supervisor.diagnosis.prompt import SYSTEM, trimmed, user_message
 from supervisor.diagnosis.tools import Findings, Sources, read_only_tools
 from supervisor.diagnosis.types import Diagnosis, EvidencePack, Usage, Verdict
 from supervisor.secrets import Redactor
-from supervisor.spend import SpendLedger, cost_usd, price_of
+from supervisor.spend import Budget, CapReached, SpendLedger, Tally, cost_usd, price_of
+
+if TYPE_CHECKING:
+    import anthropic
 
 STEP_CAP = 4
 INPUT_TOKEN_CAP = 40_000
@@ -52,39 +58,6 @@ UNAVAILABLE = "Claude unavailable"
 # conversation (a long tool loop over a huge log) cannot eat the whole day's budget.
 DIAGNOSIS_SHARE_OF_DAY = 0.25
 PER_DIAGNOSIS_CAP = "cost cap per diagnosis reached"
-ClientFactory = Callable[[AgentSettings, Redact], anthropic.AsyncAnthropic]
-
-
-@dataclass
-class _Tally:
-    """Tokens the API reported so far in one conversation."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-
-    def add(self, message: Any) -> None:
-        self.input_tokens += message.usage.input_tokens
-        self.output_tokens += message.usage.output_tokens
-
-
-class _CapReached(Exception):
-    """The next round would take this diagnosis past its cost cap; it is not sent."""
-
-
-@dataclass(frozen=True)
-class _Budget:
-    """The cost cap of one diagnosis, checked before each round against what it has cost."""
-
-    price: Price
-    cap_usd: float
-    tally: _Tally
-
-    def check(self, input_tokens: int) -> None:
-        """Raise ``_CapReached`` unless a round of ``input_tokens`` in (and up to
-        ``MAX_TOKENS`` out) still fits under the cap."""
-        spent = cost_usd(self.price, self.tally.input_tokens, self.tally.output_tokens)
-        if spent + cost_usd(self.price, input_tokens, MAX_TOKENS) > self.cap_usd:
-            raise _CapReached
 
 
 async def ask_model(
@@ -99,11 +72,11 @@ async def ask_model(
     clock: Callable[[], float] = time.monotonic,
 ) -> Verdict:
     """Claude's checked verdict on ``pack``, or the rules' with a note saying why not."""
-    started, tally = clock(), _Tally()
+    started, tally = clock(), Tally()
     model = settings.anthropic_model
     price = price_of(model, settings.agent_prices)
     cap = settings.agent_max_usd_per_day * DIAGNOSIS_SHARE_OF_DAY
-    budget = _Budget(price, cap, tally)
+    budget = Budget(price, cap, MAX_TOKENS, tally)
 
     def usage() -> Usage:
         spent = cost_usd(price, tally.input_tokens, tally.output_tokens)
@@ -131,13 +104,15 @@ async def ask_model(
             diagnosis = await _converse(
                 client, pack=sent, rules=rules_verdict, tools=tools, model=model, budget=budget
             )
-    except _CapReached:
+    except CapReached:
         note = f"{PER_DIAGNOSIS_CAP} (${cap:.2f}, a share of the daily cap); the rules' verdict"
         return fallback(rules_verdict, note, usage())
-    except (anthropic.APIError, TimeoutError) as exc:
-        return _unavailable(rules_verdict, _reason(exc), usage())
     except ValidationError:
         return _unavailable(rules_verdict, "its answer did not parse", usage())
+    except Exception as exc:
+        if not (isinstance(exc, TimeoutError) or is_api_error(exc)):
+            raise
+        return _unavailable(rules_verdict, unavailable_reason(exc), usage())
     finally:
         if tally.input_tokens or tally.output_tokens:
             spent = usage()
@@ -181,7 +156,7 @@ async def _converse(
     rules: Verdict,
     tools: Sequence[Any],
     model: str,
-    budget: _Budget,
+    budget: Budget,
 ) -> Diagnosis | None:
     """The tool runner for up to ``STEP_CAP`` turns, then one last call without tool use.
 
@@ -242,18 +217,3 @@ def _redacted(pack: EvidencePack, redactor: Redactor) -> EvidencePack:
     """The pack as the model will see it, so that the check compares like with like."""
     items = tuple(dataclasses.replace(i, text=redactor.redact(i.text)) for i in pack.items)
     return dataclasses.replace(pack, items=items)
-
-
-def _reason(exc: Exception) -> str:
-    """A few words on why Claude did not answer, for the note."""
-    if isinstance(exc, TimeoutError | anthropic.APITimeoutError):
-        return "timed out"
-    if isinstance(exc, anthropic.APIConnectionError):
-        return "unreachable"
-    if isinstance(exc, anthropic.APIStatusError):
-        if exc.status_code == 529:
-            return "overloaded"
-        if exc.status_code == 429:
-            return "rate limited"
-        return f"error {exc.status_code}"
-    return type(exc).__name__

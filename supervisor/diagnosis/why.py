@@ -63,7 +63,7 @@ async def explain(case: Case, diagnoser: Diagnoser, redactor: Redactor) -> Verdi
         return _nothing_failed(case.status)
     lines = tuple(render_event(event) for event in case.events[::-1])
     sources = Sources(log_path=case.log_path, cwd=case.workflow.cwd, events=lines)
-    secrets = tuple(case.workflow.env.values())
+    secrets = case.workflow.secrets
     return await diagnoser.diagnose(pack, classify(pack), sources=sources, secrets=secrets)
 
 

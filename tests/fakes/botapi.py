@@ -4,6 +4,11 @@ python-telegram-bot (and any child process) talks to it through its ordinary `ba
 tests inject updates, inspect what was sent and make the server fail on purpose (429s,
 500s, outages) to prove the notifier's retry and rate-limit handling. It runs on the stdlib
 `ThreadingHTTPServer` in a daemon thread, so it serves sync and async tests alike.
+
+Like Telegram it allows one long poll per token: a ``getUpdates`` arriving while another
+still waits gets 409 Conflict (counted in ``conflicts``), so a test can prove the bot runs
+exactly one poller. A poll whose client hung up (a cancelled request, a killed process)
+no longer counts as waiting.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import random
+import socket
 import sys
 import threading
 import time
@@ -32,6 +38,27 @@ MAX_TEXT_LENGTH = 4096
 MAX_CAPTION_LENGTH = 1024
 MAX_BUTTONS = 100
 MAX_CALLBACK_DATA_BYTES = 64
+CONFLICT_DESCRIPTION = (
+    "Conflict: terminated by other getUpdates request; "
+    "make sure that only one bot instance is running"
+)
+CHAT_ACTIONS = frozenset(
+    {
+        "typing",
+        "upload_photo",
+        "record_video",
+        "upload_video",
+        "record_voice",
+        "upload_voice",
+        "upload_document",
+        "choose_sticker",
+        "find_location",
+        "record_video_note",
+        "upload_video_note",
+    }
+)
+# How often a waiting long poll checks whether its client hung up.
+_HANG_UP_CHECK_SECONDS = 0.05
 # Form values PTB sends verbatim; every other value arrives JSON-encoded ("123", "true", "{...}").
 _STRING_FIELDS = frozenset(
     {
@@ -160,7 +187,9 @@ class UploadedFile:
 class SentMessage:
     """A message the bot sent, with the history of texts it was edited to.
 
-    For a document (``sendDocument``) ``text`` is its caption and ``document`` the file.
+    ``text`` is the current text (the last edit's, if any); ``original_text`` the text it
+    was sent with, and ``texts`` every version in order. For a document (``sendDocument``)
+    ``text`` is its caption and ``document`` the file.
     """
 
     message_id: int
@@ -172,6 +201,16 @@ class SentMessage:
     date: int = 0
     edits: list[str] = field(default_factory=list)
     document: UploadedFile | None = None
+    original_text: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.original_text is None:
+            self.original_text = self.text
+
+    @property
+    def texts(self) -> list[str]:
+        """The text as sent, then each edit: every version the chat has shown."""
+        return [self.text if self.original_text is None else self.original_text, *self.edits]
 
 
 @dataclass
@@ -288,7 +327,11 @@ class FakeBotAPI(BackgroundServer):
         self.sent: list[SentMessage] = []
         self.calls: list[tuple[str, JSON]] = []
         self.answered_callbacks: list[JSON] = []
+        # {"chat_id", "action", "message_thread_id" (None if not given), "time" (monotonic)}
+        self.chat_actions: list[JSON] = []
         self.commands: list[JSON] | None = None
+        self.conflicts = 0  # getUpdates answered 409 because another poll was waiting
+        self.peak_polls = 0  # most getUpdates in flight at once, counting refused ones
         self._cond = threading.Condition()
         self._updates: list[JSON] = []
         self._next_update_id = 1
@@ -297,6 +340,9 @@ class FakeBotAPI(BackgroundServer):
         self._ratios: dict[str | None, tuple[float, random.Random]] = {}
         self._down = False
         self._stopping = False
+        # Long polls in flight: poll id -> "has its client hung up?"
+        self._polls: dict[int, Callable[[], bool]] = {}
+        self._next_poll_id = 1
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -321,6 +367,12 @@ class FakeBotAPI(BackgroundServer):
         return f"http://127.0.0.1:{self.port}/file/bot"
 
     @property
+    def polls_in_flight(self) -> int:
+        """How many getUpdates are waiting right now (0 or 1: a second one gets 409)."""
+        with self._cond:
+            return len(self._polls)
+
+    @property
     def bot_user(self) -> JSON:
         bot_id = int(self.token.split(":", 1)[0]) if self.token[:1].isdigit() else 1
         return {"id": bot_id, "is_bot": True, "first_name": "Test Bot", "username": "test_bot"}
@@ -335,10 +387,14 @@ class FakeBotAPI(BackgroundServer):
         date: int | None = None,
         *,
         thread_id: int | None = None,
+        reply_to: int | None = None,
     ) -> int:
         """Queue an incoming text message (in forum topic ``thread_id`` if given).
 
-        A leading /command gets its bot_command entity.
+        A leading /command gets its bot_command entity. With ``reply_to`` it is a reply to
+        that message of this chat: ``reply_to_message`` is the bot's sent message as it
+        reads now (text, from = the bot), or just its id, date and chat if the fake never
+        sent it.
         """
         with self._cond:
             message = self._message(self._take_message_id(), chat_id, text, _user(user_id), date)
@@ -346,6 +402,17 @@ class FakeBotAPI(BackgroundServer):
                 message["chat"]["is_forum"] = True
                 message["chat"]["type"] = "supergroup"
                 message |= {"message_thread_id": thread_id, "is_topic_message": True}
+            if reply_to is not None:
+                record = self._find(chat_id, reply_to)
+                if record is not None:
+                    replied = self._record_message(record)
+                else:
+                    replied = {
+                        "message_id": reply_to,
+                        "date": message["date"],
+                        "chat": dict(message["chat"]),
+                    }
+                message["reply_to_message"] = replied
             if text.startswith("/"):
                 command = text.split(maxsplit=1)[0]
                 message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
@@ -442,19 +509,62 @@ class FakeBotAPI(BackgroundServer):
         texts = [m.text for m in self.sent_matching()]
         return f"wanted {count} matching sent messages, got {len(found)}; all sent: {texts!r}"
 
+    def edited_matching(self, predicate: Callable[[list[str]], bool]) -> list[SentMessage]:
+        """Sent messages edited at least once whose ``edits`` (oldest first) satisfy `predicate`."""
+        return self.sent_matching(lambda m: bool(m.edits) and predicate(list(m.edits)))
+
+    async def wait_for_edit(
+        self,
+        predicate: Callable[[list[str]], bool],
+        within: float = 5.0,
+    ) -> list[SentMessage]:
+        """Poll until some sent message's ``edits`` satisfy `predicate`; return the matches.
+
+        For progress messages: ``await fake.wait_for_edit(lambda edits: "done" in edits[-1])``.
+        Fails with TimeoutError after `within` seconds.
+        """
+        deadline = time.monotonic() + within
+        while not (found := self.edited_matching(predicate)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(self._edit_timeout_message())
+            await asyncio.sleep(0.01)
+        return found
+
+    def wait_for_edit_sync(
+        self,
+        predicate: Callable[[list[str]], bool],
+        within: float = 5.0,
+    ) -> list[SentMessage]:
+        """Blocking twin of `wait_for_edit`, for sync tests and threads."""
+        deadline = time.monotonic() + within
+        while not (found := self.edited_matching(predicate)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(self._edit_timeout_message())
+            time.sleep(0.01)
+        return found
+
+    def _edit_timeout_message(self) -> str:
+        texts = [m.texts for m in self.sent_matching()]
+        return f"no sent message's edits matched; every message's versions: {texts!r}"
+
     # -- request handling (called from server threads) ---------------------------------------
 
-    def handle(self, path: str, raw: dict[str, Any]) -> tuple[int, JSON]:
+    def handle(
+        self, path: str, raw: dict[str, Any], client_gone: Callable[[], bool] | None = None
+    ) -> tuple[int, JSON]:
         """Answer one request for `path`; returns HTTP status and JSON body.
 
-        Raises ``_HangUp`` when the request is to get no answer at all.
+        `client_gone` tells whether the client has hung up; a long poll stops waiting (and
+        stops blocking the next one) when it has. Raises ``_HangUp`` when the request is to
+        get no answer at all.
         """
         try:
-            return 200, {"ok": True, "result": self._dispatch(path, _decode_params(raw))}
+            result = self._dispatch(path, _decode_params(raw), client_gone or _never)
+            return 200, {"ok": True, "result": result}
         except BotAPIError as error:
             return error.status, error.body()
 
-    def _dispatch(self, path: str, params: JSON) -> Any:
+    def _dispatch(self, path: str, params: JSON, client_gone: Callable[[], bool]) -> Any:
         with self._cond:
             if self._down:
                 raise BotAPIError(502, "Bad Gateway")
@@ -468,7 +578,7 @@ class FakeBotAPI(BackgroundServer):
             self._maybe_fail(method)
         name = method.lower()
         if name == "getupdates":
-            return self._get_updates(params)
+            return self._get_updates(params, client_gone)
         handler = self._handlers().get(name)
         if handler is None:
             raise BotAPIError(404, "Not Found: method not found")
@@ -485,6 +595,7 @@ class FakeBotAPI(BackgroundServer):
             "senddocument": self._send_document,
             "editmessagetext": self._edit_message_text,
             "answercallbackquery": self._answer_callback,
+            "sendchataction": self._send_chat_action,
             "setmycommands": self._set_commands,
             "getmycommands": lambda _: self.commands or [],
             "deletemycommands": self._delete_commands,
@@ -503,16 +614,33 @@ class FakeBotAPI(BackgroundServer):
                 if rng.random() < ratio:
                     raise BotAPIError(500, "Internal Server Error")
 
-    def _get_updates(self, params: JSON) -> list[JSON]:
+    def _get_updates(self, params: JSON, client_gone: Callable[[], bool]) -> list[JSON]:
+        """Long-poll for updates; 409 if another poll is still waiting, as Telegram answers."""
         offset = int(params.get("offset", 0))
         limit = int(params.get("limit", 100))
+        deadline = time.monotonic() + float(params.get("timeout", 0))
         with self._cond:
-            if offset:
-                self._updates = [u for u in self._updates if u["update_id"] >= offset]
-            self._cond.wait_for(
-                lambda: self._updates or self._stopping, timeout=float(params.get("timeout", 0))
-            )
-            return list(self._updates[:limit])
+            for poll, gone in list(self._polls.items()):
+                if gone():  # its client left; its thread just has not noticed yet
+                    del self._polls[poll]
+            self.peak_polls = max(self.peak_polls, len(self._polls) + 1)
+            if self._polls:
+                self.conflicts += 1
+                raise BotAPIError(409, CONFLICT_DESCRIPTION)
+            poll = self._next_poll_id
+            self._next_poll_id += 1
+            self._polls[poll] = client_gone
+            try:
+                if offset:
+                    self._updates = [u for u in self._updates if u["update_id"] >= offset]
+                while not (self._updates or self._stopping) and poll in self._polls:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or client_gone():
+                        break
+                    self._cond.wait(min(remaining, _HANG_UP_CHECK_SECONDS))
+                return list(self._updates[:limit])
+            finally:
+                self._polls.pop(poll, None)
 
     def _send_message(self, params: JSON) -> JSON:
         text, parse_mode = str(params.get("text", "")), params.get("parse_mode")
@@ -573,6 +701,21 @@ class FakeBotAPI(BackgroundServer):
         )
         self.sent.append(record)
         return self._record_message(record)
+
+    def _send_chat_action(self, params: JSON) -> bool:
+        action = params.get("action")
+        if action not in CHAT_ACTIONS:
+            raise BotAPIError(400, "Bad Request: wrong parameter action in request")
+        thread_id = params.get("message_thread_id")
+        self.chat_actions.append(
+            {
+                "chat_id": int(params["chat_id"]),
+                "action": action,
+                "message_thread_id": int(thread_id) if thread_id is not None else None,
+                "time": time.monotonic(),
+            }
+        )
+        return True
 
     def _answer_callback(self, params: JSON) -> bool:
         self.answered_callbacks.append(params)
@@ -642,6 +785,20 @@ def _user(user_id: int) -> JSON:
     return {"id": user_id, "is_bot": False, "first_name": f"User {user_id}"}
 
 
+def _never() -> bool:
+    return False
+
+
+def _peer_closed(connection: socket.socket) -> bool:
+    """Whether the client closed its end: the socket reads EOF (or is broken). Never blocks."""
+    try:
+        return connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False  # nothing to read yet: still connected
+    except OSError:
+        return True
+
+
 def _failure_error(status: int, retry_after: int | None) -> Exception:
     if status == HANG_UP:
         return _HangUp()
@@ -674,7 +831,7 @@ def _make_handler(fake: FakeBotAPI) -> type[BaseHTTPRequestHandler]:
 
         def _reply(self, path: str, raw: dict[str, Any]) -> None:
             try:
-                status, body = fake.handle(path, raw)
+                status, body = fake.handle(path, raw, lambda: _peer_closed(self.connection))
             except _HangUp:
                 self.close_connection = True
                 return

@@ -4,6 +4,8 @@ Tests queue replies and errors in order; the server answers each `POST /v1/messa
 next one, in the Messages API's JSON shape (or as a server-sent event stream when the request
 asks for `stream: true`), and records what was asked (`requests`, with each one's path in `paths`).
 `POST /v1/messages/count_tokens` answers without using the queue: about four characters a token.
+For a client that makes calls of its own (the Claude Code CLI), `default_reply` answers whatever
+finds the queue empty, and with `queued_model` set, requests for other models too.
 A queued stall holds its request until the server stops, for tests of a client's time limit.
 Point the SDK at it with `ANTHROPIC_BASE_URL=fake.base_url` (child processes) or
 `Anthropic(base_url=fake.base_url)`.
@@ -71,6 +73,8 @@ class FakeMessagesAPI(BackgroundServer):
         self._lock = threading.Lock()
         self._count = 0
         self._released = threading.Event()
+        self.default_reply: str | None = None
+        self.queued_model: str | None = None
 
     def _before_stop(self) -> None:
         self._released.set()
@@ -101,15 +105,7 @@ class FakeMessagesAPI(BackgroundServer):
         output_tokens: int = 5,
     ) -> None:
         """Queue a successful assistant reply with these content blocks."""
-        usage = {"input_tokens": input_tokens, "output_tokens": output_tokens}
-        body = {
-            "type": "message",
-            "role": "assistant",
-            "content": content,
-            "stop_reason": stop_reason,
-            "stop_sequence": None,
-            "usage": usage,
-        }
+        body = _message(content, stop_reason, input_tokens, output_tokens)
         with self._lock:
             self._replies.append(_Reply(200, body))
 
@@ -152,9 +148,14 @@ class FakeMessagesAPI(BackgroundServer):
                 return _Reply(200, {"input_tokens": len(json.dumps(request)) // 4})
             if path.rstrip("/") != "/v1/messages":
                 return _Reply(404, error_body(404, f"no route for {path}"))
-            if not self._replies:
+            other = self.queued_model is not None and request.get("model") != self.queued_model
+            if self.default_reply is not None and (other or not self._replies):
+                text = [{"type": "text", "text": self.default_reply}]
+                reply = _Reply(200, _message(text, "end_turn", 10, 5))
+            elif not self._replies:
                 return _Reply(500, error_body(500, "no reply queued"), {"x-should-retry": "false"})
-            reply = self._replies.popleft()
+            else:
+                reply = self._replies.popleft()
         if reply.stall:
             self._released.wait()
         if reply.status == 200:
@@ -167,8 +168,20 @@ class FakeMessagesAPI(BackgroundServer):
         return reply
 
 
+def _message(content: list[JSON], stop_reason: str, input_tokens: int, output_tokens: int) -> JSON:
+    usage = {"input_tokens": input_tokens, "output_tokens": output_tokens}
+    return {
+        "type": "message",
+        "role": "assistant",
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": usage,
+    }
+
+
 def _stream_events(message: JSON) -> list[tuple[str, JSON]]:
-    """The server-sent events the SDK expects for a streamed `message`."""
+    """The server-sent events the SDK expects for a streamed `message` (text and tool_use)."""
     start = {
         **message,
         "content": [],
@@ -177,8 +190,12 @@ def _stream_events(message: JSON) -> list[tuple[str, JSON]]:
     }
     events: list[tuple[str, JSON]] = [("message_start", {"message": start})]
     for index, block in enumerate(message["content"]):
-        delta = {"type": "text_delta", "text": block["text"]}
-        empty = {"type": "text", "text": ""}
+        if block["type"] == "tool_use":
+            empty = {**block, "input": {}}
+            delta = {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
+        else:
+            empty = {"type": "text", "text": ""}
+            delta = {"type": "text_delta", "text": block["text"]}
         events += [
             ("content_block_start", {"index": index, "content_block": empty}),
             ("content_block_delta", {"index": index, "delta": delta}),
