@@ -33,6 +33,8 @@ def is_api_error(exc: BaseException) -> bool:
     import anthropic
 
     return isinstance(exc, anthropic.APIError)
+
+
 # Fields that hold the request's structure, never evidence: redacting a value there (an env
 # value "user" in a role, say) would break the request and hide nothing.
 _STRUCTURE = frozenset(

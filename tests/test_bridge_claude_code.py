@@ -362,6 +362,24 @@ async def test_a_failed_run_ends_the_turn_with_what_is_known(
     assert missing.ended.startswith("Claude Code could not start")
 
 
+async def test_a_session_claude_code_lost_starts_afresh(cli: FakeClaudeCLI, repo: Path) -> None:
+    lost = result(SID, "", subtype="error_during_execution", is_error=True)
+    lost["errors"] = [f"No conversation found with session ID: {SID}"]
+    cli.queue(init(SID), lost, exit_code=1)
+    cli.queue(init(SID2), assistant(SID2, text("Fresh.")), result(SID2, "Fresh."))
+    context = context_for(repo, Observer())
+    context.session.resume_id = SID
+
+    answer = await ClaudeCodeRunner().turn("hello again", context)
+
+    assert answer.text == "Fresh."
+    assert answer.ended is None
+    assert context.session.resume_id == SID2
+    first, second = cli.calls()
+    assert first.option("--resume") == SID
+    assert second.option("--resume") is None
+
+
 async def test_a_spent_budget_refuses_to_start(cli: FakeClaudeCLI, repo: Path) -> None:
     with pytest.raises(CapReached):
         await ClaudeCodeRunner().turn("hi", context_for(repo, Observer(), cap_usd=0.001))

@@ -45,6 +45,7 @@ TICK_SECONDS = 10.0  # the elapsed time is brought up to date this often without
 TYPING_SECONDS = 4.5  # Telegram shows "typing" for about 5 s
 DIFF_SHOWN = 3000
 FOOTER_ROOM = 200
+CLOSE_GRACE_SECONDS = 6.0  # a Claude Code turn ends its process group within about 3 s
 ANSWER_PREFIX = "agent:"  # an answer's outbox key: agent:SESSION:TURN
 DECISIONS: dict[str, Decision] = {"once": "once", "session": "session", "deny": "deny"}
 
@@ -206,12 +207,15 @@ class ChatBridge:
                 )
 
     async def close(self) -> None:
-        """Stop every turn (the bot is going down)."""
-        for task in list(self._turns):
-            task.cancel()
+        """Stop every turn (the bot is going down) and wait for them to clean up."""
         for pending in self._pending.values():
             if not pending.decided.done():
                 pending.decided.set_result(("timeout", "shutdown"))
+        turns = list(self._turns)
+        for task in turns:
+            task.cancel()
+        if turns:
+            await asyncio.wait(turns, timeout=CLOSE_GRACE_SECONDS)
 
     # -- sessions --------------------------------------------------------------------------
 

@@ -58,6 +58,7 @@ from supervisor.spend import cost_usd, price_of
 JSON = dict[str, Any]
 UPSTREAM = "https://api.anthropic.com"
 READ_TOOLS = ("Read", "Grep", "Glob", "LS")
+LOST_SESSION = "No conversation found"
 CHANGE_TOOLS = ("Edit", "Write")
 # Removed from the model's tool list outright (a bare name in --disallowedTools does that);
 # Edit and Write stay listed, so that a call is denied and reported to us as a proposal.
@@ -142,6 +143,9 @@ class ClaudeCodeRunner:
         ) as proxy:
             env = child_env(os.environ, proxy.url, settings)
             run = await self._run(text, context, env, usage)
+            if context.session.resume_id and _session_lost(run):
+                context.session.resume_id = None  # its files are gone: start a new one
+                run = await self._run(text, context, env, usage)
             for _ in range(context.max_rounds):
                 denials = run.changes
                 if not denials:
@@ -355,6 +359,14 @@ def _plan(tool: str, arguments: JSON, context: TurnContext) -> FileChange:
         str(arguments.get("new_string", "")),
         replace_all=bool(arguments.get("replace_all")),
     )
+
+
+def _session_lost(run: _Run) -> bool:
+    """Whether ``--resume`` failed because Claude Code no longer has the session (its files
+    under ``~/.claude`` were removed): its own words, the only sign it gives."""
+    result = run.result or {}
+    errors = result.get("errors") or []
+    return bool(result.get("is_error")) and any(LOST_SESSION in str(e) for e in errors)
 
 
 def _answer(run: _Run, usage: _Usage, context: TurnContext, seconds: float) -> TurnResult:
