@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from bot.heal import applied_message, proposal_key, proposed_message, rolled_back_message
 from bot.outbox import Alert
 from bot.render import actions, tail_button
 from bot.text import (
@@ -39,6 +40,9 @@ from supervisor.events import (
     Event,
     Finished,
     GaveUp,
+    HealApplied,
+    HealProposed,
+    HealRolledBack,
     Hung,
     IncidentCause,
     IncidentClosed,
@@ -69,7 +73,7 @@ def severity(event: Event) -> Severity:
     match event:
         case Crashed() | Hung():
             return "warning" if event.will_restart else "critical"
-        case GaveUp() | ErrorReported() | StatusChanged(new="error"):
+        case GaveUp() | ErrorReported() | StatusChanged(new="error") | HealRolledBack():
             return "critical"
         case StateUnreadable():
             return "warning"
@@ -173,6 +177,21 @@ class AlertComposer:
                 return self._restarted(event, incident)
             case GaveUp():
                 return [self._gave_up(event)]
+            case HealProposed():
+                proposal = proposed_message(event)
+                key = proposal_key(event.proposal)
+                return [Alert(proposal.text, proposal.buttons, key=key, mergeable=False)]
+            case HealApplied():
+                done = applied_message(event)
+                closed = Alert(
+                    f"🩹 <b>{esc(event.workflow)}</b>: fix applied ↓",
+                    key=proposal_key(event.proposal),
+                    mergeable=False,
+                )
+                return [closed, Alert(done.text, done.buttons, mergeable=False)]
+            case HealRolledBack():
+                undone = rolled_back_message(event)
+                return [Alert(undone.text, critical=True, mergeable=False)]
             case Diagnosed():
                 answer = verdict_message(event.verdict)
                 text = f"↳ why <b>{esc(event.workflow)}</b> gave up\n{answer.text}"

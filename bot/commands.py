@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol
 
 from bot.audit import Actor, AuditLog
+from bot.heal import proposal_key as heal_key
 from bot.localtime import local_time
 from bot.outbox import Mute
 from bot.render import (
@@ -44,8 +45,13 @@ TAIL_DEFAULT = 30
 TAIL_MAX = 200
 LOG_FILE_BYTES = 1024 * 1024  # /logs: enough to read the story, small enough for a phone
 DEFAULT_MUTE = "1h"
-MUTATING = frozenset({"start", "stop", "restart", "pause", "resume", "mute", "unmute", "ack"})
-NEEDS_NAME = frozenset({"start", "stop", "restart", "pause", "resume", "tail", "logs", "ack"})
+MUTATING = frozenset(
+    {"start", "stop", "restart", "pause", "resume", "mute", "unmute", "ack"}
+    | {"fix", "healapply", "healreject", "healrollback"}
+)
+NEEDS_NAME = frozenset(
+    {"start", "stop", "restart", "pause", "resume", "tail", "logs", "ack", "fix"}
+)
 COMMANDS: dict[str, str] = {
     "status": "every workflow at a glance, or one in detail",
     "workflows": "the configured workflows",
@@ -57,6 +63,7 @@ COMMANDS: dict[str, str] = {
     "tail": "the last log lines of a workflow",
     "logs": "the last 1 MB of a workflow's log, as a file",
     "why": "why a workflow failed: its evidence, explained",
+    "fix": "let Claude propose a fix, proven before you apply it",
     "ask": "ask the agent about a workflow (or just write to me)",
     "new": "start a fresh agent session",
     "sessions": "recent agent sessions",
@@ -264,6 +271,10 @@ class CommandRouter:
                 return self._why(args)
             case "evidence":
                 return await self._evidence(args)
+            case "fix":
+                return self._fix(args)
+            case "healapply" | "healreject" | "healrollback" | "healpatch" | "healretry":
+                return await self._heal(command, args, actor)
             case "mute":
                 return await self._mute(args)
             case "unmute":
@@ -413,6 +424,52 @@ class CommandRouter:
         filename, data = evidence_document(await self.api.evidence(name))
         caption = f"<b>{esc(name)}</b>: the evidence /why answers from (secrets redacted)"
         return Reply([], document=Document(filename, data, caption))
+
+    def _fix(self, args: list[str]) -> Reply:
+        """``/fix NAME [note]``: at once a line, then the outcome; the proposal is its own alert."""
+        name = self._name("fix", args, " [note]")
+        note = " ".join(args[1:]) or None
+        first = Message(
+            f"🩹 <b>{esc(name)}</b>: looking for a fix in a worktree of its repository; the "
+            "proposal comes as its own message once its checks and smoke run are done"
+        )
+        return Reply([first], key=f"fix:{uuid.uuid4().hex}", later=self._proposal(name, note))
+
+    async def _proposal(self, name: str, note: str | None) -> Message:
+        try:
+            proposal = await self.api.fix(name, note)
+        except SupervisorError as exc:
+            return Message(f"🩹 <b>{esc(name)}</b>: no proposal: {esc_clip(str(exc), 600)}")
+        except Exception as exc:
+            log.exception("/fix %s failed", name)
+            return Message(
+                f"Sorry, /fix {esc(name)} failed: {esc(type(exc).__name__)}. It is logged."
+            )
+        state = "ready for your decision" if proposal.ready else "refused by a gate"
+        return Message(f"🩹 <b>{esc(name)}</b>: proposal {esc(proposal.id)} is {state} (below)")
+
+    async def _heal(self, command: str, args: list[str], actor: Actor) -> Reply:
+        """The proposal's buttons: Apply & restart, Reject, Roll back, the patch, Retry."""
+        if not args:
+            raise Usage(f"usage: /{command} PROPOSAL")
+        target, who = args[0], actor.name
+        if command == "healretry":
+            name = self._name("fix", args)
+            return line(f"Send <code>/fix {esc(name)} your note</code> to try again with a hint.")
+        if command == "healpatch":
+            filename, data = await self.api.heal_patch(target)
+            caption = f"🩹 the whole patch of proposal {esc(target)}"
+            return Reply([], document=Document(filename, data, caption))
+        if command == "healapply":
+            applied = await self.api.heal_apply(target, who)
+            said = f"🩹 applying proposal {esc(applied.id)} (approved by {esc(who)})…"
+        elif command == "healreject":
+            await self.api.heal_reject(target, who)
+            said = f"🩹 proposal {esc(target)} rejected by {esc(who)}; the live tree is unchanged"
+        else:
+            revert = await self.api.heal_rollback(target, who)
+            said = f"↩️ proposal {esc(target)} rolled back (<code>{esc(revert[:10])}</code>)"
+        return Reply([Message(said)], key=heal_key(target))
 
     async def _mute(self, args: list[str]) -> Reply:
         """``/mute [NAME] [DURATION]``: one workflow, or all of them, for a while."""

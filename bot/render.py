@@ -198,6 +198,8 @@ HELP = """<b>Commands</b>
 /ask [name] text – ask the agent, who works in the workflow's directory (or just write; \
 reply to an alert or an answer to talk about it)
 /new – a fresh agent session · /sessions – recent ones
+/fix name [note] – Claude proposes a fix in a worktree, proven by checks and a smoke run; \
+you apply it with one tap
 /mute [name] [duration] – hold alerts, of one workflow or all (30m, 2h; default 1h); \
 hangs and give-ups still come
 /unmute [name] – end the mute and get a summary

@@ -19,6 +19,7 @@ QUOTE_CLIP = 120
 STEP_CLIP = 120
 QUOTES_SHOWN = 3
 STEPS_SHOWN = 2
+FIXABLE = frozenset({"bug", "config"})  # a diagnosis a code change may fix: heal's button
 
 
 def looking_message(name: str) -> Message:
@@ -63,7 +64,8 @@ def _buttons(verdict: Verdict) -> tuple[Button, ...]:
     """Restart when a restart would help; the log always; the whole evidence as a file."""
     name = verdict.workflow
     first = actions(name) if verdict.restart_helps else (tail_button(name),)
-    return (*first, Button("Logs", f"logs:{name}"), Button("Evidence", f"evidence:{name}"))
+    fix = (Button("🩹 Propose fix", f"fix:{name}"),) if verdict.category in FIXABLE else ()
+    return (*first, *fix, Button("Logs", f"logs:{name}"), Button("Evidence", f"evidence:{name}"))
 
 
 def evidence_document(pack: EvidencePack) -> tuple[str, bytes]:

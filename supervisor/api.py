@@ -7,13 +7,16 @@ so its command layer can be read without knowing how processes are run.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from supervisor.agent.types import Workspace
 from supervisor.bus import Subscription
 from supervisor.control import EventRecord
 from supervisor.diagnosis.types import EvidencePack, Verdict
 from supervisor.events import WorkflowStatus
+
+if TYPE_CHECKING:
+    from supervisor.heal.store import Proposal
 
 
 class SupervisorError(Exception):
@@ -70,6 +73,24 @@ class SupervisorAPI(Protocol):
 
     async def workspace(self, name: str) -> Workspace:
         """Where an agent may work on the workflow (its ``cwd``), and its secrets to redact."""
+        ...
+
+    async def fix(self, name: str, note: str | None = None) -> Proposal:
+        """Propose a fix for the workflow's failure (heal), its gates run; published too."""
+        ...
+
+    async def heal_apply(self, proposal: str, approver: str) -> Proposal:
+        """Apply a proposal and restart the workflow; its probation begins."""
+        ...
+
+    async def heal_reject(self, proposal: str, approver: str) -> Proposal: ...
+
+    async def heal_rollback(self, proposal: str, approver: str) -> str:
+        """Revert an applied proposal and restart; the revert commit."""
+        ...
+
+    async def heal_patch(self, proposal: str) -> tuple[str, bytes]:
+        """A proposal's whole diff: file name and bytes."""
         ...
 
     async def recent_events(self, name: str, limit: int = 10) -> list[EventRecord]:

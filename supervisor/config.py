@@ -71,6 +71,15 @@ class WorkflowConfig(BaseModel):
     # The forum topic (message thread id) of the alert chat whose messages are about this
     # workflow: plain text there goes to its agent session without naming it.
     topic: int | None = Field(default=None, gt=0)
+    # Heal (supervisor/heal): /fix works whatever the mode; "propose" also offers a fix by
+    # itself after the same failure twice; "auto" applies one that passed every gate untapped.
+    heal: Literal["off", "propose", "auto"] = "off"
+    heal_paths: list[NonEmptyStr] | None = None  # globs relative to cwd; default: its script
+    heal_max_files: int = Field(default=3, ge=1)
+    heal_max_lines: int = Field(default=80, ge=1)
+    heal_check_command: Annotated[list[NonEmptyStr], Field(min_length=1)] | None = None
+    heal_smoke_seconds: float = Field(default=60.0, gt=0)
+    heal_probation_seconds: float = Field(default=600.0, gt=0)
 
     @model_validator(mode="after")
     def _one_way_to_run(self) -> WorkflowConfig:
@@ -99,6 +108,11 @@ class ResolvedWorkflow:
     autostart: bool
     script: Path | None
     diagnose: Literal["auto", "off"] = "off"
+
+    @property
+    def own_files(self) -> tuple[Path, ...]:
+        """Its own code (heal's default ``heal_paths``): the script, or its command's files."""
+        return own_files(self.config, self.script, self.cwd)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -286,17 +300,21 @@ def _argv(config: WorkflowConfig, script: Path | None, db: Path) -> tuple[str, .
 
 
 def _watch_paths(config: WorkflowConfig, script: Path | None, cwd: Path) -> tuple[Path, ...]:
-    """The files whose change should restart the workflow.
+    """The files whose change should restart the workflow: its own files, when watched.
 
-    For ``command`` with ``watch = true``: the argv elements that name files
-    inside ``cwd`` (``./run.sh``, or ``job.py`` in ``python job.py``).
+    Watching is on by default for ``script``, off for ``command``.
     """
+    watched = config.watch is not False if script is not None else bool(config.watch)
+    return own_files(config, script, cwd) if watched else ()
+
+
+def own_files(config: WorkflowConfig, script: Path | None, cwd: Path) -> tuple[Path, ...]:
+    """The workflow's own code: its ``script``, or the argv elements of its ``command`` that
+    name files inside ``cwd`` (``./run.sh``, or ``job.py`` in ``python job.py``)."""
     if script is not None:
-        return (script,) if config.watch is not False else ()
-    if not config.watch or config.command is None:
-        return ()
+        return (script,)
     found: list[Path] = []
-    for arg in config.command:
+    for arg in config.command or ():
         candidate = (cwd / arg).resolve()
         if candidate.is_file() and candidate.is_relative_to(cwd) and candidate not in found:
             found.append(candidate)

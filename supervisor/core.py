@@ -50,6 +50,9 @@ from supervisor.events import (
     Stopped,
     WorkflowStatus,
 )
+from supervisor.heal.desk import HealDesk, SupervisorHands
+from supervisor.heal.healer import Healer
+from supervisor.heal.store import Proposal
 from supervisor.health import HealthMonitor
 from supervisor.logs import STARTING, LogWriter, last_bytes, output_tail, tail
 from supervisor.pidfiles import reap_stale, remove_pidfile
@@ -90,6 +93,7 @@ class Supervisor:
         self.agent_settings = self._agent  # the bot's bridge shares them
         self.redactor = self._redactor
         self._diagnoser: Diagnoser | None = None
+        self._heal: HealDesk | None = None
         self.bus = EventBus()
         self._workflows = list(workflows)
         self._runtimes: dict[str, Runtime] = {}
@@ -161,7 +165,45 @@ class Supervisor:
             self._control = await asyncio.to_thread(ControlDB, self.settings.control_db_url)
             self._recorder.open(self._control)
             self._diagnoser = Diagnoser(self._agent, self._control.engine, redactor=self._redactor)
+            self._heal = self._heal_desk(self._control)
         return self._control
+
+    def _heal_desk(self, control: ControlDB) -> HealDesk:
+        healer = Healer(
+            control.engine, self._agent, self.settings.data_dir, redactor=self._redactor
+        )
+        hands = SupervisorHands(
+            why=self.why,
+            evidence=self.evidence,
+            recent_events=self.recent_events,
+            tail=self.tail,
+            restart=self.restart,
+            publish=self._publish,
+            now=utcnow,
+        )
+        return HealDesk(healer, {w.name: w for w in self._workflows}, hands)
+
+    async def _desk(self, name: str | None = None) -> HealDesk:
+        if name is not None:
+            self._get(name)
+        await self.open()
+        assert self._heal is not None
+        return self._heal
+
+    async def fix(self, name: str, note: str | None = None) -> Proposal:
+        return await (await self._desk(name)).fix(name, note)
+
+    async def heal_apply(self, proposal: str, approver: str) -> Proposal:
+        return await (await self._desk()).apply(proposal, approver)
+
+    async def heal_reject(self, proposal: str, approver: str) -> Proposal:
+        return await (await self._desk()).reject(proposal, approver)
+
+    async def heal_rollback(self, proposal: str, approver: str) -> str:
+        return await (await self._desk()).rollback(proposal, f"rolled back by {approver}")
+
+    async def heal_patch(self, proposal: str) -> tuple[str, bytes]:
+        return await (await self._desk()).patch(proposal)
 
     def _restore(self, workflow: ResolvedWorkflow, memory: Memory | None) -> Runtime:
         """A workflow's runtime as it was left: paused or held down, its state table read."""
@@ -505,6 +547,7 @@ class Supervisor:
         incident = self._open_incident(runtime, cause, event.detail)
         published = replace(event, incident=incident.id, failures=incident.failures)
         self._publish(published, remember=runtime)
+        self._background_heal(runtime.name)
         return published
 
     def _publish_finished(self, runtime: Runtime) -> None:
@@ -583,6 +626,21 @@ class Supervisor:
             log.exception("%s: could not diagnose the give-up", name)
             return
         self._publish(Diagnosed(workflow=name, time=utcnow(), incident=incident, verdict=verdict))
+
+    def _background_heal(self, name: str) -> None:
+        """After a failure: heal's probation and unasked proposals (``HealDesk.after_failure``)."""
+        if self._heal is None:
+            return
+        task = asyncio.create_task(self._after_failure(self._heal, name))
+        self._diagnoses.add(task)
+        task.add_done_callback(self._diagnoses.discard)
+
+    async def _after_failure(self, desk: HealDesk, name: str) -> None:
+        await self._recorder.written()  # the failure is in the control DB: its evidence shows it
+        try:
+            await desk.after_failure(name)
+        except Exception:  # heal is a courtesy: its failure must not touch the supervisor
+            log.exception("%s: heal after a failure failed", name)
 
     def _restart_later(self, runtime: Runtime, delay: float, reason: RestartReason) -> None:
         runtime.next_restart_at = utcnow() + timedelta(seconds=delay)

@@ -326,6 +326,67 @@ class Reloaded(Event):
         return self.path
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealProposed(Event):
+    """A fix made in a heal worktree, with what its gates said; it waits for Apply.
+
+    ``diff`` is clipped for the log (the whole patch stays with the proposal).
+    ``applying``: ``heal = "auto"`` applies it without a tap (every gate passed).
+    """
+
+    kind: ClassVar[str] = "heal_proposed"
+    proposal: str
+    files: int
+    added: int
+    removed: int
+    gates: tuple[tuple[str, bool, str], ...]  # (name, passed, detail)
+    rationale: tuple[str, ...]
+    cost_usd: float
+    diff: str
+    applying: bool = False
+
+    @property
+    def ready(self) -> bool:
+        return all(passed for _name, passed, _detail in self.gates)
+
+    @property
+    def detail(self) -> str:
+        state = "ready" if self.ready else "refused by a gate"
+        return (
+            f"proposal {self.proposal}: {self.files} files +{self.added}/-{self.removed}, {state}"
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealApplied(Event):
+    """A proposal committed, fast-forwarded onto the live tree and restarted; on probation."""
+
+    kind: ClassVar[str] = "heal_applied"
+    proposal: str
+    commit: str
+    previous: str
+    approver: str
+    probation_seconds: float
+
+    @property
+    def detail(self) -> str:
+        return f"proposal {self.proposal} applied as {self.commit[:10]} by {self.approver}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealRolledBack(Event):
+    """An applied proposal reverted (its failure came back, or a person asked), and restarted."""
+
+    kind: ClassVar[str] = "heal_rolled_back"
+    proposal: str
+    commit: str  # the revert
+    reason: str
+
+    @property
+    def detail(self) -> str:
+        return f"proposal {self.proposal} rolled back: {self.reason}"
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     Started,
     Stopped,
@@ -344,4 +405,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     Paused,
     Resumed,
     Reloaded,
+    HealProposed,
+    HealApplied,
+    HealRolledBack,
 )
