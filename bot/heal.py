@@ -78,7 +78,7 @@ def applied_message(event: HealApplied) -> Message:
     commit, previous = esc(event.commit[:10]), esc(event.previous[:10])
     text = (
         f"🩹 <b>{esc(event.workflow)}</b>: fix applied as <code>{commit}</code> by "
-        f"{esc(event.approver)}, restarted; on probation for {minutes} min: if the same "
+        f"{esc_clip(event.approver, 100)}, restarted; on probation for {minutes} min: if the same "
         f"failure comes back it is rolled back by itself (was <code>{previous}</code>)"
     )
     return Message(text, (Button("Roll back", f"healrollback:{event.proposal}"),))
@@ -87,6 +87,6 @@ def applied_message(event: HealApplied) -> Message:
 def rolled_back_message(event: HealRolledBack) -> Message:
     text = (
         f"↩️ <b>{esc(event.workflow)}</b>: fix {esc(event.proposal)} ROLLED BACK "
-        f"(<code>{esc(event.commit[:10])}</code>): {esc(event.reason)}; restarted"
+        f"(<code>{esc(event.commit[:10])}</code>): {esc_clip(event.reason, 500)}; restarted"
     )
     return Message(text)

@@ -133,13 +133,14 @@ async def test_a_turn_that_would_pass_the_cap_mid_way_stops_before_sending(
 
 async def test_the_time_limit_ends_a_turn_but_not_while_a_tap_is_awaited(tmp_path: Path) -> None:
     with FakeMessagesAPI() as claude:
-        async with engine_running(tmp_path, claude, agent_timeout_seconds=1.0) as (bridge, _):
+        # 3 s of work at most; the tap waits 3.5 s: the turn must still answer.
+        async with engine_running(tmp_path, claude, agent_timeout_seconds=3.0) as (bridge, _):
             claude.queue_tool_use("restart", {}, "toolu_r")
             claude.queue_reply("ok, not restarted")
 
             class Slow(Watcher):
                 async def approve(self, proposal: Proposal) -> Decision:
-                    await asyncio.sleep(1.5)  # longer than the turn's own time limit
+                    await asyncio.sleep(3.5)  # longer than the turn's own time limit
                     return "deny"
 
             result = await bridge.turn(new_session(bridge), "restart it", Slow())

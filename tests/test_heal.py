@@ -263,3 +263,59 @@ async def test_a_workflow_outside_git_cannot_be_healed(
 
 def _log(rig: BotRig) -> str:
     return (rig.supervisor.settings.logs_dir / "flow.log").read_text(encoding="utf-8")
+
+
+async def test_apply_on_a_moved_live_tree_is_refused_as_stale(
+    tmp_path: Path, claude: FakeMessagesAPI
+) -> None:
+    repo = make_repo(tmp_path)
+    async with bot_running(tmp_path, [table(repo)]) as rig:
+        await crashed(rig)
+        queue_diagnosis(claude)
+        queue_fix(claude)
+        await rig.send("/fix flow")
+        shown = await proposal(rig)
+        (repo / "NOTES.md").write_text("someone else's work\n", encoding="utf-8")
+        git(repo, "add", "NOTES.md")
+        git(repo, "commit", "-q", "-m", "meanwhile")
+        moved = git(repo, "rev-parse", "HEAD")
+        rig.fake.add_callback(button(shown, "Apply & restart"), ALERT_CHAT, USER, shown.message_id)
+        [stale] = await rig.fake.wait_for_sent(lambda m: "stale" in m.text, 1, 20)
+        assert "propose again" in stale.text
+        assert git(repo, "rev-parse", "HEAD") == moved
+        assert BUG in (repo / "flow.py").read_text(encoding="utf-8")
+
+
+async def test_heal_propose_offers_a_fix_by_itself_after_the_same_failure_twice(
+    tmp_path: Path, claude: FakeMessagesAPI
+) -> None:
+    repo = make_repo(tmp_path, crash_at=2)
+    unasked = table(
+        repo,
+        heal="propose",
+        restart="on-failure",
+        restart_backoff_seconds=[0.2],
+        max_restart_attempts=1,
+    )
+    queue_diagnosis(claude)
+    queue_fix(claude)
+    async with bot_running(tmp_path, [unasked]) as rig:
+        shown = await proposal(rig)  # nobody typed /fix
+        assert "Apply & restart" in json.dumps(shown.reply_markup)
+        assert BUG in (repo / "flow.py").read_text(encoding="utf-8")
+
+
+async def test_heal_auto_applies_a_proposal_that_passed_every_gate(
+    tmp_path: Path, claude: FakeMessagesAPI
+) -> None:
+    repo = make_repo(tmp_path)
+    async with bot_running(tmp_path, [table(repo, heal="auto")]) as rig:
+        await crashed(rig)
+        queue_diagnosis(claude)
+        queue_fix(claude)
+        await rig.send("/fix flow")
+        shown = await proposal(rig)
+        assert "applying it by itself" in shown.text
+        [applied] = await rig.fake.wait_for_sent(lambda m: "fix applied as" in m.text, 1, 20)
+        assert 'heal = "auto"' in applied.text
+        assert FIX in (repo / "flow.py").read_text(encoding="utf-8")

@@ -42,6 +42,9 @@ from supervisor.events import (
     Event,
     Finished,
     GaveUp,
+    HealApplied,
+    HealProposed,
+    HealRolledBack,
     Hung,
     IncidentClosed,
     Paused,
@@ -332,6 +335,26 @@ def sample_events(value: str) -> list[Event]:
         Paused(**common),  # type: ignore[arg-type]
         Resumed(**common),  # type: ignore[arg-type]
         Reloaded(**common, path=f"/srv/{value[:200]}/flow.py"),  # type: ignore[arg-type]
+        HealProposed(
+            **common,  # type: ignore[arg-type]
+            proposal="p1",
+            files=2,
+            added=6,
+            removed=2,
+            gates=(("paths", True, value[:300]), ("smoke", False, value[:300])),
+            rationale=(value, value, value),
+            cost_usd=0.04,
+            diff=f"--- a/{value}\n+++ b/{value}\n" + value * 3,
+        ),
+        HealApplied(
+            **common,  # type: ignore[arg-type]
+            proposal="p1",
+            commit="a" * 40,
+            previous="b" * 40,
+            approver=value[:100],
+            probation_seconds=600.0,
+        ),
+        HealRolledBack(**common, proposal="p1", commit="c" * 40, reason=value),  # type: ignore[arg-type]
     ]
 
 

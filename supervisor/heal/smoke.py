@@ -129,7 +129,7 @@ async def smoke_run(
         watch = _Watch(proc, reader, baseline, started, scratch / OUTPUT_FILE)
         try:
             decide_at = min(start + survive_seconds, deadline)
-            return await watch.run(start, decide_at, survive_seconds, limit_seconds)
+            return await watch.run(start, decide_at, deadline, survive_seconds, limit_seconds)
         finally:
             await _end(proc)
     finally:
@@ -154,7 +154,11 @@ class _Watch:
         self._output = output
         self._beat_after: float | None = None  # seconds from start to the first new heartbeat
 
-    async def run(self, start: float, decide_at: float, survive: float, limit: float) -> GateResult:
+    async def run(
+        self, start: float, decide_at: float, deadline: float, survive: float, limit: float
+    ) -> GateResult:
+        """The verdict at ``decide_at``; a run alive there but slow to start (no heartbeat
+        yet: an interpreter on a busy host) is given until ``deadline`` for its first one."""
         loop = asyncio.get_running_loop()
         exited = asyncio.ensure_future(self._proc.wait())
         try:
@@ -167,7 +171,11 @@ class _Watch:
                     self._beat_after = elapsed
                 if exited.done():
                     return await self._exit(exited.result(), elapsed)
-                if loop.time() >= decide_at:
+                if loop.time() >= decide_at and self._beat_after is None and decide_at < deadline:
+                    decide_at = deadline  # alive, not beating yet: wait for its first beat
+                elif loop.time() >= decide_at or (
+                    self._beat_after is not None and elapsed >= survive and decide_at == deadline
+                ):
                     return self._verdict(elapsed, survive, limit)
         finally:
             exited.cancel()
