@@ -193,7 +193,8 @@ async def test_a_job_that_never_heartbeats_fails(tmp_path: Path) -> None:
     workflow, worktree = layout(tmp_path, live=CRASHES, patched=SILENT)
     # The live run's last heartbeat, written just now, is no heartbeat of the smoke run's.
     seed(workflow.db, {contract.HEARTBEAT_KEY: contract.format_timestamp()})
-    result = await smoke(workflow, worktree, tmp_path)
+    # Alive but silent: it is given until the limit for its first heartbeat, then refused.
+    result = await smoke(workflow, worktree, tmp_path, limit_seconds=3.0)
     assert not result.passed
     assert result.detail.startswith("no heartbeat by "), result.detail
     assert "still running" in result.detail
