@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,6 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import Table as SATable
 
+log = logging.getLogger("bot")
 metadata = MetaData()
 
 audit_log = SATable(
@@ -80,6 +83,25 @@ class AuditLog:
                     detail=detail[:500],
                 )
             )
+
+    async def record_soon(
+        self,
+        actor: Actor,
+        command: str,
+        args: list[str],
+        *,
+        outcome: str,
+        detail: str,
+        workflow: str | None,
+    ) -> None:
+        """``record`` off the event loop (the control DB may be slow or locked); a failed
+        write is logged, never raised: the command it records has been done already."""
+        try:
+            await asyncio.to_thread(
+                self.record, actor, command, args, outcome=outcome, detail=detail, workflow=workflow
+            )
+        except Exception:
+            log.exception("audit log write failed")
 
     def recent(self, workflow: str, limit: int = 5) -> list[str]:
         """One line per recent command about ``workflow``, newest first."""

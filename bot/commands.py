@@ -230,20 +230,11 @@ class CommandRouter:
         outcome: str,
         text: str,
     ) -> None:
-        """Record the command in a thread: the control DB may be slow or locked."""
+        """Record the command (off the event loop: the control DB may be slow or locked)."""
         workflow = self._workflow_of(command, args)
-        try:
-            await asyncio.to_thread(
-                self.audit.record,
-                actor,
-                command,
-                args,
-                outcome=outcome,
-                detail=text,
-                workflow=workflow,
-            )
-        except Exception:
-            log.exception("audit log write failed")
+        await self.audit.record_soon(
+            actor, command, args, outcome=outcome, detail=text, workflow=workflow
+        )
 
     def _workflow_of(self, command: str, args: Sequence[str]) -> str | None:
         """The workflow a command is about, for the audit log (``/mute 2h`` is about none)."""

@@ -318,18 +318,9 @@ class ChatBridge:
     ) -> None:
         args = [proposal.summary] if proposal else []
         text = (proposal.diff if proposal else detail)[:500]
-        try:
-            await asyncio.to_thread(
-                self.audit.record,
-                actor,
-                command,
-                args,
-                outcome=outcome,
-                detail=text,
-                workflow=workflow,
-            )
-        except Exception:
-            log.exception("audit log write failed")
+        await self.audit.record_soon(
+            actor, command, args, outcome=outcome, detail=text, workflow=workflow
+        )
 
 
 class _Observer:

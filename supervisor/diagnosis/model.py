@@ -45,6 +45,7 @@ from supervisor.diagnosis.tools import Findings, Sources, read_only_tools
 from supervisor.diagnosis.types import Diagnosis, EvidencePack, Usage, Verdict
 from supervisor.secrets import Redactor
 from supervisor.spend import Budget, CapReached, SpendLedger, Tally, cost_usd, price_of
+from supervisor.toolloop import parsed_answer
 
 if TYPE_CHECKING:
     import anthropic
@@ -100,9 +101,14 @@ async def ask_model(
                 cap = settings.agent_max_usd_per_day
                 note = f"Claude not asked: today's spend is at the cap (${cap:.2f} a day)"
                 return fallback(rules_verdict, f"{note}; the rules' verdict")
-            budget.check(tokens)
             diagnosis = await _converse(
-                client, pack=sent, rules=rules_verdict, tools=tools, model=model, budget=budget
+                client,
+                pack=sent,
+                rules=rules_verdict,
+                tools=tools,
+                model=model,
+                budget=budget,
+                counted=tokens,
             )
     except CapReached:
         note = f"{PER_DIAGNOSIS_CAP} (${cap:.2f}, a share of the daily cap); the rules' verdict"
@@ -157,56 +163,27 @@ async def _converse(
     tools: Sequence[Any],
     model: str,
     budget: Budget,
+    counted: int,
 ) -> Diagnosis | None:
-    """The tool runner for up to ``STEP_CAP`` turns, then one last call without tool use.
-
-    The first round was checked against ``budget`` by the caller; every later one is
-    checked here, with its input counted, before it is sent.
-    """
+    """The tool runner for up to ``STEP_CAP`` turns, then one last call without tool use,
+    every round checked against ``budget`` (``supervisor.toolloop``)."""
     request: dict[str, Any] = {
         "model": model,
         "max_tokens": MAX_TOKENS,
         "system": SYSTEM,
         "output_format": Diagnosis,
     }
-    history: list[Any] = [{"role": "user", "content": user_message(pack, rules)}]
-    runner = client.beta.messages.tool_runner(
-        **request, messages=list(history), tools=list(tools), max_iterations=STEP_CAP, thread=False
+    answer: Diagnosis | None = await parsed_answer(
+        client,
+        request,
+        user_message(pack, rules),
+        tools,
+        budget=budget,
+        max_rounds=STEP_CAP,
+        last_words="No more tools: answer now from what you have.",
+        first_input=counted,
     )
-    last = None
-    async for message in runner:
-        budget.tally.add(message)
-        history.append(message.to_param())
-        last = message
-        if message.stop_reason == "tool_use":
-            results = await runner.generate_tool_call_response()
-            if results is not None:
-                history.append(results)
-            budget.check(await _count(client, model, history, tools))
-    if last is not None and last.stop_reason != "tool_use":
-        answered: Diagnosis | None = last.parsed_output
-        return answered
-    history.append({"role": "user", "content": "No more tools: answer now from what you have."})
-    budget.check(await _count(client, model, history, tools))
-    final = await client.beta.messages.parse(
-        **request,
-        messages=history,
-        tools=[tool.to_dict() for tool in tools],
-        tool_choice={"type": "none"},
-    )
-    budget.tally.add(final)
-    parsed: Diagnosis | None = final.parsed_output
-    return parsed
-
-
-async def _count(
-    client: anthropic.AsyncAnthropic, model: str, history: list[Any], tools: Sequence[Any]
-) -> int:
-    """The input tokens of the next round: the conversation so far, counted by the API."""
-    counted = await client.beta.messages.count_tokens(
-        model=model, system=SYSTEM, messages=history, tools=[tool.to_dict() for tool in tools]
-    )
-    return int(counted.input_tokens)
+    return answer
 
 
 def _unavailable(rules_verdict: Verdict, reason: str, usage: Usage) -> Verdict:

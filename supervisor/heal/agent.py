@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -27,9 +27,7 @@ from supervisor.agentsettings import AgentSettings
 from supervisor.claudeclient import ClientFactory
 from supervisor.filetools import read_only_file_tools
 from supervisor.spend import Budget
-
-if TYPE_CHECKING:
-    import anthropic
+from supervisor.toolloop import parsed_answer
 
 STEP_CAP = 12
 SYSTEM = """\
@@ -70,39 +68,17 @@ async def write_fix(
         "system": SYSTEM.format(root=root, paths=", ".join(paths)),
         "output_format": HealReport,
     }
-    history: list[Any] = [{"role": "user", "content": prompt}]
     async with client_factory(settings, redact) as client:
-        budget.check(await _count(client, request, history, tools))
-        runner = client.beta.messages.tool_runner(
-            **request, messages=list(history), tools=tools, max_iterations=STEP_CAP, thread=False
+        report: HealReport | None = await parsed_answer(
+            client,
+            request,
+            prompt,
+            tools,
+            budget=budget,
+            max_rounds=STEP_CAP,
+            last_words="No more tools: report on your change now.",
         )
-        last = None
-        try:
-            async for message in runner:
-                budget.tally.add(message)
-                history.append({"role": "assistant", "content": message.content})
-                last = message
-                if message.stop_reason == "tool_use":
-                    results = await runner.generate_tool_call_response()
-                    if results is not None:
-                        history.append(results)
-                    budget.check(await _count(client, request, history, tools))
-        finally:
-            await runner.close()
-        if last is not None and last.stop_reason != "tool_use":
-            done: HealReport | None = last.parsed_output
-            return done
-        history.append({"role": "user", "content": "No more tools: report on your change now."})
-        budget.check(await _count(client, request, history, tools))
-        final = await client.beta.messages.parse(
-            **request,
-            messages=history,
-            tools=[tool.to_dict() for tool in tools],
-            tool_choice={"type": "none"},
-        )
-        budget.tally.add(final)
-        report: HealReport | None = final.parsed_output
-        return report
+    return report
 
 
 def _change_tools(root: Path, allowed: Callable[[str], bool]) -> list[Any]:
@@ -137,15 +113,3 @@ def _change_tools(root: Path, allowed: Callable[[str], bool]) -> list[Any]:
             raise ToolError(str(exc)) from exc
 
     return [edit, write]
-
-
-async def _count(
-    client: anthropic.AsyncAnthropic, request: dict[str, Any], history: list[Any], tools: list[Any]
-) -> int:
-    counted = await client.beta.messages.count_tokens(
-        model=request["model"],
-        system=request["system"],
-        messages=history,
-        tools=[tool.to_dict() for tool in tools],
-    )
-    return int(counted.input_tokens)
