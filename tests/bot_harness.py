@@ -36,6 +36,9 @@ THREAD = 7
 COMMAND_CHAT = 4242
 USER = 4242
 REPO = Path(__file__).resolve().parents[1]
+# How long a bot may take to say "bot up": a process imports, opens its DB and starts its
+# workflows first, and on a busy 2-core machine under pytest -n 4 that takes seconds.
+BOT_START_SECONDS = 30.0
 DEMO = REPO / "workflows" / "examples" / "demo.py"
 
 WORKER = r"""
@@ -208,7 +211,7 @@ async def bot_running(
     stop = asyncio.Event()
     task = asyncio.create_task(bot.run(stop))
     try:
-        await server.wait_for_sent(is_alert("bot up"))
+        await server.wait_for_sent(is_alert("bot up"), timeout=BOT_START_SECONDS)
         yield BotRig(server, bot, supervisor, tmp_path)
     finally:
         stop.set()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bot.lifecycle import PreviousRun, downtime_note
-from tests.bot_harness import TOKEN, bot_running, is_alert, process_env
+from tests.bot_harness import BOT_START_SECONDS, TOKEN, bot_running, is_alert, process_env
 from tests.fakes.botapi import FakeBotAPI
 from tests.fakes.pings import CHECK, PingServer
 from tests.supervisor_harness import write_toml
@@ -91,7 +91,7 @@ def test_after_kill_9_the_hello_says_unclean_stop_and_the_check_hears_fail(
         bot = subprocess.Popen([sys.executable, "-m", "bot"], env=env, stderr=stderr)
         try:
             # The hello comes after the workflows started and their pid files were written.
-            fake.wait_for_sent_sync(is_alert("bot up"), timeout=10)
+            fake.wait_for_sent_sync(is_alert("bot up"), timeout=BOT_START_SECONDS)
             pings.wait_for("start")
         finally:
             bot.kill()

@@ -20,7 +20,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.bot_harness import COMMAND_CHAT, TOKEN, USER, is_alert, order, process_env
+from tests.bot_harness import (
+    BOT_START_SECONDS,
+    COMMAND_CHAT,
+    TOKEN,
+    USER,
+    is_alert,
+    order,
+    process_env,
+)
 from tests.fakes.botapi import FakeBotAPI
 
 BOT = [sys.executable, "-m", "bot"]
@@ -80,7 +88,7 @@ def test_sigterm_stops_the_workflows_says_goodbye_and_exits_0(
 ) -> None:
     bot = start(process_env(fake, tmp_path))
     try:
-        fake.wait_for_sent_sync(is_alert("bot up"), timeout=10)
+        fake.wait_for_sent_sync(is_alert("bot up"), timeout=BOT_START_SECONDS)
         fake.add_message("/status", COMMAND_CHAT, USER)
         fake.wait_for_sent_sync(lambda m: m.chat_id == COMMAND_CHAT)
         pids = workflow_pids(bot)
@@ -98,7 +106,7 @@ def test_a_second_bot_on_the_same_data_dir_is_refused(tmp_path: Path, fake: Fake
     env = process_env(fake, tmp_path)
     first = start(env)
     try:
-        fake.wait_for_sent_sync(is_alert("bot up"), timeout=10)
+        fake.wait_for_sent_sync(is_alert("bot up"), timeout=BOT_START_SECONDS)
         second = subprocess.run(
             BOT, env=env, capture_output=True, text=True, timeout=20, check=False
         )
@@ -116,7 +124,7 @@ def test_an_alert_unsent_at_kill_9_is_delivered_once_after_restart(
     env = process_env(fake, tmp_path)
     bot = start(env)
     try:
-        fake.wait_for_sent_sync(is_alert("bot up"), timeout=10)
+        fake.wait_for_sent_sync(is_alert("bot up"), timeout=BOT_START_SECONDS)
         fake.set_down(True)
         order(tmp_path, "worker", error="unsent <error> 42")
         deadline = time.monotonic() + 5
@@ -131,7 +139,7 @@ def test_an_alert_unsent_at_kill_9_is_delivered_once_after_restart(
     again = start(env)
     try:
         fake.wait_for_sent_sync(is_alert("unsent &lt;error&gt; 42"), timeout=10)
-        fake.wait_for_sent_sync(is_alert("bot up"), count=2)
+        fake.wait_for_sent_sync(is_alert("bot up"), count=2, timeout=BOT_START_SECONDS)
         fake.add_message("/status", COMMAND_CHAT, USER)
         fake.wait_for_sent_sync(lambda m: m.chat_id == COMMAND_CHAT)
         assert len(fake.sent_matching(is_alert("unsent"))) == 1
@@ -211,7 +219,9 @@ def test_workflows_run_while_telegram_is_unreachable_and_alerts_wait(
             time.sleep(0.05)
         assert fake.sent_matching() == []
         fake.set_down(False)
-        fake.wait_for_sent_sync(is_alert("bot up"), timeout=15)  # queued, then delivered
+        fake.wait_for_sent_sync(
+            is_alert("bot up"), timeout=BOT_START_SECONDS
+        )  # queued, then delivered
         fake.add_message("/status", COMMAND_CHAT, USER)
         fake.wait_for_sent_sync(lambda m: m.chat_id == COMMAND_CHAT, timeout=10)
     finally:

@@ -24,6 +24,7 @@ from bot.transport import ChatTarget
 from supervisor.dbengine import make_engine
 from tests.bot_harness import (
     ALERT_CHAT,
+    BOT_START_SECONDS,
     COMMAND_CHAT,
     TOKEN,
     USER,
@@ -250,7 +251,7 @@ def test_a_reply_pending_at_kill_9_is_delivered_once_after_restart(
     env = process_env(fake, tmp_path)
     bot = start(env)
     try:
-        fake.wait_for_sent_sync(is_alert("bot up"), timeout=10)
+        fake.wait_for_sent_sync(is_alert("bot up"), timeout=BOT_START_SECONDS)
         fake.fail_next("sendMessage", 500, count=10**6)
         fake.add_message("/status", COMMAND_CHAT, USER)
         deadline = time.monotonic() + 10
@@ -265,7 +266,7 @@ def test_a_reply_pending_at_kill_9_is_delivered_once_after_restart(
     again = start(env)
     try:
         [reply] = fake.wait_for_sent_sync(in_chat(COMMAND_CHAT), timeout=15)
-        fake.wait_for_sent_sync(is_alert("bot up"), count=2, timeout=10)
+        fake.wait_for_sent_sync(is_alert("bot up"), count=2, timeout=BOT_START_SECONDS)
     finally:
         code, err = terminate(again)
     assert code == 0, err
