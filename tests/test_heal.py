@@ -175,6 +175,10 @@ async def test_fix_proposes_apply_commits_restarts_and_it_recovers(
         assert "Approved-by:" in git(repo, "log", "-1", "--format=%B")
         await rig.wait_state("flow", "running", within=20)
         await wait_until(lambda: "fetching with 3" in _log(rig), 20)
+        rig.fake.add_callback(button(applied, "Roll back"), ALERT_CHAT, USER, applied.message_id)
+        await rig.fake.wait_for_sent(lambda m: "ROLLED BACK" in m.text, 1, 20)
+        assert BUG in (repo / "flow.py").read_text(encoding="utf-8")
+        assert git(repo, "rev-parse", "HEAD~2") == base  # the fix and its revert stay in history
 
 
 async def test_reject_leaves_the_tree_as_it_was(tmp_path: Path, claude: FakeMessagesAPI) -> None:

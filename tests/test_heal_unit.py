@@ -136,3 +136,36 @@ def test_failed_after_is_the_time_from_the_last_start_to_its_failure() -> None:
     ]
     assert failed_after(events) == 7.0
     assert failed_after([]) is None
+
+
+def test_a_proposal_older_than_a_day_expires_instead_of_applying(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    conf = settings(tmp_path)
+    [flow] = resolve(tmp_path, conf, {"name": "flow", "command": ["true"]})
+    healer = Healer(
+        make_engine(conf.control_db_url),
+        AgentSettings(anthropic_api_key=API_KEY),
+        conf.data_dir,
+        redactor=Redactor(),
+        clock=lambda: now[0],
+    )
+    stored = healer.store.add(
+        workflow="flow",
+        signature="sig",
+        status="pending",
+        base="b",
+        branch="heal/flow/x",
+        worktree=str(tmp_path / "wt"),
+        diff="",
+        files=1,
+        added=1,
+        removed=0,
+        gates=(),
+        rationale=("r",),
+        cause="c",
+        cost_usd=0.0,
+    )
+    now[0] += 25 * 3600
+    with pytest.raises(HealRefused, match="expired"):
+        healer.apply(stored.id, "someone", flow)
+    assert healer.store.get(stored.id).status == "expired"  # type: ignore[union-attr]
