@@ -67,6 +67,14 @@ config = {}
 print(config["x"])
 """
 
+# Slow to start (past the survive window), then crashes soon after its first heartbeat.
+SLOW_THEN_CRASHES = """
+time.sleep(float(sys.argv[1]))
+beat()
+time.sleep(0.2)
+print({}["late"])
+"""
+
 SILENT = """
 print("thinking", flush=True)
 time.sleep(60)
@@ -198,6 +206,21 @@ async def test_a_job_that_never_heartbeats_fails(tmp_path: Path) -> None:
     assert not result.passed
     assert result.detail.startswith("no heartbeat by "), result.detail
     assert "still running" in result.detail
+
+
+async def test_the_window_counts_from_the_first_heartbeat(tmp_path: Path) -> None:
+    # A start slower than the window (a busy host) must not hide a crash right after it.
+    survive = 2.0
+    workflow, worktree = layout(
+        tmp_path,
+        live=CRASHES,
+        patched=SLOW_THEN_CRASHES,
+        command=[sys.executable, "jobs/job.py", str(survive + 0.5)],
+    )
+    result = await smoke(workflow, worktree, tmp_path, survive_seconds=survive)
+    assert not result.passed, result.detail
+    assert result.detail.startswith("exit 1 at "), result.detail
+    assert result.detail.endswith("KeyError: 'late'"), result.detail
 
 
 async def test_a_job_that_finishes_cleanly_passes(tmp_path: Path) -> None:

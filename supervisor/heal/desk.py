@@ -125,6 +125,9 @@ class HealDesk:
     async def after_failure(self, name: str) -> None:
         """A crash or hang happened: roll back a relapsed fix, or propose one unasked."""
         workflow = self.workflows[name]
+        watching = await asyncio.to_thread(self.healer.store.on_probation, name)
+        if workflow.config.heal == "off" and watching is None:
+            return  # nothing to do: no evidence gathered (it reads logs and runs git)
         pack = await self.hands.evidence(name)
         relapsed = await asyncio.to_thread(self.healer.relapsed, name, pack.signature)
         if relapsed is not None:

@@ -3,9 +3,9 @@
 The workflow is started the way the supervisor starts it (same argv, env and
 process-group isolation) but from the worktree, on a copy of its state
 database in a scratch directory, so it resumes from the checkpoint the live
-run reached. It passes when it is alive and has heartbeated once the caller's
-``survive_seconds`` are up (past the point where the live run failed), or
-when it finishes cleanly before then. The live state database is only read
+run reached. It passes when it is still alive ``survive_seconds`` after its
+first heartbeat (past the point where the live run failed), or when it
+finishes cleanly before then. The live state database is only read
 (through SQLite's backup API, so a WAL database copies consistently); the
 live log and pid files are never touched: output goes to ``OUTPUT_FILE`` in
 the scratch directory and no pid file is written.
@@ -128,8 +128,7 @@ async def smoke_run(
                 return _failed(f"could not start it: {exc}")
         watch = _Watch(proc, reader, baseline, started, scratch / OUTPUT_FILE)
         try:
-            decide_at = min(start + survive_seconds, deadline)
-            return await watch.run(start, decide_at, deadline, survive_seconds, limit_seconds)
+            return await watch.run(start, deadline, survive_seconds, limit_seconds)
         finally:
             await _end(proc)
     finally:
@@ -154,15 +153,20 @@ class _Watch:
         self._output = output
         self._beat_after: float | None = None  # seconds from start to the first new heartbeat
 
-    async def run(
-        self, start: float, decide_at: float, deadline: float, survive: float, limit: float
-    ) -> GateResult:
-        """The verdict at ``decide_at``; a run alive there but slow to start (no heartbeat
-        yet: an interpreter on a busy host) is given until ``deadline`` for its first one."""
+    async def run(self, start: float, deadline: float, survive: float, limit: float) -> GateResult:
+        """The verdict ``survive`` seconds after the first heartbeat, or at ``deadline``.
+
+        The window counts from the first heartbeat, not the start: an
+        interpreter slow to start on a busy host must not eat the time in
+        which the bug would show.
+        """
         loop = asyncio.get_running_loop()
         exited = asyncio.ensure_future(self._proc.wait())
         try:
             while True:
+                decide_at = deadline
+                if self._beat_after is not None:
+                    decide_at = min(start + self._beat_after + survive, deadline)
                 timeout = max(0.0, min(POLL_SECONDS, decide_at - loop.time()))
                 await asyncio.wait({exited}, timeout=timeout)
                 elapsed = loop.time() - start
@@ -171,11 +175,7 @@ class _Watch:
                     self._beat_after = elapsed
                 if exited.done():
                     return await self._exit(exited.result(), elapsed)
-                if loop.time() >= decide_at and self._beat_after is None and decide_at < deadline:
-                    decide_at = deadline  # alive, not beating yet: wait for its first beat
-                elif loop.time() >= decide_at or (
-                    self._beat_after is not None and elapsed >= survive and decide_at == deadline
-                ):
+                if loop.time() >= decide_at:
                     return self._verdict(elapsed, survive, limit)
         finally:
             exited.cancel()
@@ -195,13 +195,14 @@ class _Watch:
 
     def _verdict(self, elapsed: float, survive: float, limit: float) -> GateResult:
         at = _seconds(elapsed)
-        if elapsed < survive:
-            return _failed(
-                f"still running at the {_seconds(limit)} limit, short of the "
-                f"{_seconds(survive)} it had to survive"
-            )
         if self._beat_after is None:
             return _failed(f"no heartbeat by {at} (still running)")
+        alive = elapsed - self._beat_after
+        if alive < survive:
+            return _failed(
+                f"still running at the {_seconds(limit)} limit, {_seconds(alive)} after its "
+                f"first heartbeat, short of the {_seconds(survive)} it had to survive"
+            )
         return GateResult(NAME, True, f"heartbeat after {self._beat_after_s}, alive at {at}")
 
     @property
