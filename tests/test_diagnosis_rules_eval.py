@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from supervisor.diagnosis.rules import classify
+from supervisor.diagnosis.types import EvidenceItem, EvidencePack
 from tests.evals.diagnosis.cases import (
     API_KEY,
     BOT_TOKEN,
@@ -71,3 +72,43 @@ def test_the_rules_answer_most_cases_rightly(tmp_path: Path) -> None:
     accuracy = sum(right) / len(right)
     print(f"rules accuracy: {sum(right)}/{len(right)} = {accuracy:.0%}")
     assert accuracy >= ACCURACY_FLOOR
+
+
+def test_the_supervisors_own_locked_read_does_not_outweigh_the_workflows_exception() -> None:
+    # Seen on a busy CI host: the supervisor's read of the state database found it locked
+    # for a moment, then the workflow crashed with a KeyError of its own.
+    pack = EvidencePack(
+        workflow="flow",
+        items=(
+            EvidenceItem("state", "state", "status: running"),
+            EvidenceItem(
+                "event:1",
+                "event",
+                "2026-12-02T10:00:00+00:00 state_unreadable: database unreadable: "
+                "database is locked",
+            ),
+            EvidenceItem("log:1", "log", "Traceback (most recent call last):"),
+            EvidenceItem("log:2", "log", '    print("fetching with", settings["retry"])'),
+            EvidenceItem("log:3", "log", "KeyError: 'retry'"),
+        ),
+        signature="KeyError@flow.py:13",
+    )
+    verdict = classify(pack)
+    assert verdict.category != "resource"
+    assert "database is locked" not in " ".join(quote.quote for quote in verdict.evidence)
+
+
+def test_an_event_still_proves_a_failure_the_workflow_said_nothing_about() -> None:
+    pack = EvidencePack(
+        workflow="flow",
+        items=(
+            EvidenceItem(
+                "event:1",
+                "event",
+                "2026-12-02T10:00:00+00:00 crashed: could not start: "
+                "[Errno 2] No such file or directory: 'flw.py'",
+            ),
+        ),
+        signature="exit:1",
+    )
+    assert classify(pack).category == "environment"

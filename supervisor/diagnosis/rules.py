@@ -183,12 +183,17 @@ def classify(pack: EvidencePack) -> Verdict:
         return _by_rule(pack, _HANG_RULE)
     if pack.signature in _KILLED:
         return _by_rule(pack, _KILLED_RULE)
-    errors = [quote for quote in _lines(pack) if is_error_line(quote.quote)]
+    own = [quote for quote in _lines(pack, ("log", "state")) if is_error_line(quote.quote)]
+    exception = next((q for q in own if _EXCEPTION_LINE.match(q.quote)), None)
+    # The supervisor's events are context: a line of theirs (its own read of the state
+    # database found it locked) does not outweigh an exception the workflow raised.
+    events = [] if exception else list(_lines(pack, ("event",)))
+    errors = own + [quote for quote in events if is_error_line(quote.quote)]
     for quote in errors:
         for rule in RULES:
             if rule.pattern.search(quote.quote):
                 return _verdict(pack, rule.answer, _supporting(rule, quote, errors))
-    exception = next((q for q in errors if _EXCEPTION_LINE.match(q.quote)), None)
+    exception = exception or next((q for q in errors if _EXCEPTION_LINE.match(q.quote)), None)
     config = _config_read(pack, exception) if exception is not None else None
     if exception is not None and config is not None:
         return _verdict(pack, _CONFIG, [config, exception])
@@ -198,13 +203,14 @@ def classify(pack: EvidencePack) -> Verdict:
     return _verdict(pack, _UNKNOWN, errors[:1])
 
 
-def _lines(pack: EvidencePack) -> Iterator[Quote]:
-    """Every line of the log (newest first), then of the state row and the events."""
-    for item in reversed(pack.items):
-        if item.kind == "log" and item.text.strip():
-            yield Quote(evidence_id=item.id, quote=item.text.strip())
+def _lines(pack: EvidencePack, kinds: tuple[str, ...]) -> Iterator[Quote]:
+    """Every line of the items of those kinds: the log newest first, then the others."""
+    if "log" in kinds:
+        for item in reversed(pack.items):
+            if item.kind == "log" and item.text.strip():
+                yield Quote(evidence_id=item.id, quote=item.text.strip())
     for item in pack.items:
-        if item.kind in ("state", "event"):
+        if item.kind in kinds and item.kind != "log":
             for line in item.text.splitlines():
                 if line.strip():
                     yield Quote(evidence_id=item.id, quote=line.strip())
@@ -224,7 +230,9 @@ def _supporting(rule: Rule, first: Quote, errors: list[Quote]) -> list[Quote]:
 
 def _by_rule(pack: EvidencePack, rule: Rule) -> Verdict:
     """A verdict for how the process ended, quoting the line that shows it."""
-    quote = next((q for q in _lines(pack) if rule.pattern.search(q.quote)), None)
+    quote = next(
+        (q for q in _lines(pack, ("log", "state", "event")) if rule.pattern.search(q.quote)), None
+    )
     return _verdict(pack, rule.answer, [quote] if quote else [])
 
 
