@@ -23,6 +23,7 @@ from supervisor.agentsettings import AgentSettings
 from supervisor.core import Supervisor
 from supervisor.secrets import Redactor
 from supervisor.settings import one_line
+from supervisor.fdlimit import raise_fd_limit
 from supervisor.startup import StartupError, load_supervision
 
 EXIT_CONFIG = 2
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return EXIT_CONFIG
+    raise_fd_limit(len(workflows))  # after the checks above: their refusals stay one line
     lock = InstanceLock(
         supervisor_settings.data_dir, "console" if args.console else settings.token or ""
     )

@@ -21,6 +21,7 @@ from supervisor.diagnosis.diagnose import Diagnoser
 from supervisor.diagnosis.why import EVIDENCE_EVENTS, Case, explain, plain_text, verdict_json
 from supervisor.eventcodec import encode_event
 from supervisor.events import LIVE_STATES, STATE_LABELS, ProcessState, WorkflowStatus, own_word
+from supervisor.fdlimit import raise_fd_limit
 from supervisor.pidfiles import group_alive, read_pidfiles
 from supervisor.secrets import Redactor, secret_values
 from supervisor.settings import SupervisorSettings
@@ -203,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "why":
         return asyncio.run(_why(settings, workflows, args.name, as_json=args.json))
+    raise_fd_limit(len(workflows))
     asyncio.run(_run(settings, workflows, args.json))
     return 0
 
