@@ -21,9 +21,10 @@ from bot.systemd import SystemdNotifier
 from supervisor.agent.bridge import BackendUnavailable, check_backend
 from supervisor.agentsettings import AgentSettings
 from supervisor.core import Supervisor
+from supervisor.fdlimit import raise_fd_limit
+from supervisor.fleet.registry import FleetRefused
 from supervisor.secrets import Redactor
 from supervisor.settings import one_line
-from supervisor.fdlimit import raise_fd_limit
 from supervisor.startup import StartupError, load_supervision
 
 EXIT_CONFIG = 2
@@ -110,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
 
             telegram = TelegramBot(settings, supervisor, SystemdNotifier())
             asyncio.run(_serve(telegram.run))
+    except FleetRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     finally:
         lock.release()
     return 0

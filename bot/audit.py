@@ -21,6 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy import Table as SATable
 
+from supervisor.dbengine import create_tables
+
 log = logging.getLogger("bot")
 metadata = MetaData()
 
@@ -57,7 +59,7 @@ class AuditLog:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        create_tables(engine, metadata)
 
     def record(
         self,

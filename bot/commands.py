@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol
 
 from bot.audit import Actor, AuditLog
+from bot.fleet import fleet_overview
 from bot.heal import proposal_key as heal_key
 from bot.localtime import local_time
 from bot.outbox import Mute
@@ -290,8 +291,15 @@ class CommandRouter:
 
     async def _status(self, args: list[str]) -> Reply:
         if not args:
-            note = mutes_line(await self.muter.mutes(), self.timezone, self.clock())
-            messages = overview(statuses := await self.api.status(), note)
+            now = self.clock()
+            note = mutes_line(await self.muter.mutes(), self.timezone, now)
+            nodes = await self.api.nodes()
+            statuses = await self.api.status()
+            messages = (
+                fleet_overview(statuses, nodes, note, self.timezone, now.timestamp())
+                if nodes
+                else overview(statuses, note)
+            )
             buttons, _ = name_buttons("status", [status.name for status in statuses])
             return Reply([*messages[:-1], replace(messages[-1], buttons=buttons)])
         name = self._name("status", args)

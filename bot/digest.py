@@ -33,6 +33,7 @@ import sqlalchemy as sa
 from bot.localtime import local_time
 from bot.outbox import Alert, Notifier
 from bot.text import TELEGRAM_LIMIT, clip_html, esc, esc_clip
+from supervisor.dbengine import create_tables
 from supervisor.events import WorkflowStatus
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ class DigestStore:
 
     def load(self) -> tuple[float, dict[str, Seen]] | None:
         if not self._table_ready:
-            metadata.create_all(self._engine)
+            create_tables(self._engine, metadata)
             self._table_ready = True
         with self._engine.connect() as conn:
             row = conn.execute(sa.select(digests).where(digests.c.name == SNAPSHOT)).first()

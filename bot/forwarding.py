@@ -12,6 +12,10 @@ event turned into alerts. So at any instant of a kill -9:
   next start replays it (``replay``) before any live event;
 - after ours: the alerts are in the outbox, which delivers them.
 
+In a fleet every node forwards its own workflows' events (the event log is
+shared) from a cursor of its own, ``alerts@<node>``: a node that was down
+replays what it left, and never another node's events.
+
 What it does not promise: if the control DB refuses our transaction, the
 alerts wait in the notifier's memory (``Notifier.enqueue``) and the cursor
 stays behind, so a kill before the DB recovers may announce that event twice.
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import sqlalchemy as sa
@@ -30,6 +34,7 @@ from bot.alerts import AlertComposer
 from bot.outbox import Alert, Notifier
 from supervisor.bus import Subscription
 from supervisor.control import events_after, last_event_id
+from supervisor.dbengine import create_tables
 from supervisor.eventcodec import UnreadableEvent, decode_event
 from supervisor.events import Event
 from supervisor.faults import crash_point
@@ -47,11 +52,11 @@ cursors = sa.Table(
 )
 
 
-def _advance(event_id: int) -> Callable[[sa.Connection], None]:
+def _advance(consumer: str, event_id: int) -> Callable[[sa.Connection], None]:
     def advance(conn: sa.Connection) -> None:
         conn.execute(
             sa.update(cursors)
-            .where(cursors.c.consumer == CONSUMER, cursors.c.event_id < event_id)
+            .where(cursors.c.consumer == consumer, cursors.c.event_id < event_id)
             .values(event_id=event_id)
         )
 
@@ -61,22 +66,33 @@ def _advance(event_id: int) -> Callable[[sa.Connection], None]:
 class EventForwarder:
     """Turns every supervisor event into alerts in the outbox, exactly once."""
 
-    def __init__(self, engine: sa.Engine, composer: AlertComposer, notifier: Notifier) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        composer: AlertComposer,
+        notifier: Notifier,
+        *,
+        node: str | None = None,
+        workflows: Sequence[str] | None = None,
+    ) -> None:
+        """``node`` and ``workflows``: in a fleet, this node's name and its workflows."""
         self._engine = engine
         self._composer = composer
         self._notifier = notifier
+        self._consumer = CONSUMER if node is None else f"{CONSUMER}@{node}"
+        self._workflows = None if workflows is None else list(workflows)
         self._cursor = 0
 
     def open(self) -> None:
         """Read the cursor; on the first start it begins at the end of the log (no history)."""
-        metadata.create_all(self._engine)
+        create_tables(self._engine, metadata)
         with self._engine.begin() as conn:
             stored = conn.execute(
-                sa.select(cursors.c.event_id).where(cursors.c.consumer == CONSUMER)
+                sa.select(cursors.c.event_id).where(cursors.c.consumer == self._consumer)
             ).scalar()
             if stored is None:
                 stored = last_event_id(conn)
-                conn.execute(sa.insert(cursors).values(consumer=CONSUMER, event_id=stored))
+                conn.execute(sa.insert(cursors).values(consumer=self._consumer, event_id=stored))
         self._cursor = int(stored)
 
     async def run(self, subscription: Subscription) -> None:
@@ -100,7 +116,7 @@ class EventForwarder:
 
     def _logged_after(self, event_id: int) -> list[tuple[int, str]]:
         with self._engine.connect() as conn:
-            return events_after(conn, event_id)
+            return events_after(conn, event_id, workflows=self._workflows)
 
     async def forward(self, event: Event) -> None:
         try:
@@ -118,7 +134,9 @@ class EventForwarder:
 
     async def _commit(self, alerts: list[Alert], event_id: int) -> None:
         try:
-            await asyncio.to_thread(self._notifier.save_all, alerts, _advance(event_id))
+            await asyncio.to_thread(
+                self._notifier.save_all, alerts, _advance(self._consumer, event_id)
+            )
         except sa.exc.SQLAlchemyError as exc:
             log.error("alert outbox: could not commit alerts of event %d: %s", event_id, exc)
             for alert in alerts:

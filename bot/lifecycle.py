@@ -28,6 +28,7 @@ from sqlalchemy import Table as SATable
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.healthcheck import Pinger
+from supervisor.dbengine import create_tables
 
 log = logging.getLogger("bot")
 ALIVE_EVERY_SECONDS = 10.0
@@ -57,7 +58,7 @@ class RunRecord:
     def __init__(self, engine: Engine, host: str | None = None) -> None:
         self.engine = engine
         self.host = host or socket.gethostname()
-        metadata.create_all(engine)
+        create_tables(engine, metadata)
 
     def begin(self, now: float) -> PreviousRun | None:
         """The previous run (None on the first start), then mark this run alive and unstopped."""
@@ -92,8 +93,10 @@ class Lifecycle:
         pinger: Pinger | None = None,
         every: float = ALIVE_EVERY_SECONDS,
         clock: Callable[[], float] = time.time,
+        host: str | None = None,
     ) -> None:
-        self.record = RunRecord(engine)
+        """``host``: the row's name (the fleet node's; this host's name by default)."""
+        self.record = RunRecord(engine, host)
         self.pinger = pinger
         self.every = every
         self.clock = clock

@@ -120,7 +120,11 @@ class Notifier:
         pacing: Pacing = DEFAULT_PACING,
         clock: Callable[[], float] = time.time,
         timezone: tzinfo = UTC,
+        idle_poll_seconds: float | None = None,
     ) -> None:
+        """``idle_poll_seconds``: look for new rows this often even when nobody wakes the
+        worker (a fleet: other nodes write alerts into the same outbox)."""
+        self._idle_poll = idle_poll_seconds
         self._store = OutboxStore(engine, pacing.gather_seconds, clock=clock, timezone=timezone)
         self._clock = clock
         self._tz = timezone
@@ -140,25 +144,35 @@ class Notifier:
 
     # -- public API ------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Create the tables if needed and start the worker; old pending rows go out too."""
+    async def start(self, *, deliver: bool = True) -> None:
+        """Forget old delivered rows and (with ``deliver``) start the worker; old pending
+        rows go out too. Without it only the writes work: a fleet node that does not poll
+        Telegram fills the outbox the poller delivers (``start_delivery``)."""
         await self._db(
             self._store.forget_delivered, older_than=self._clock() - KEEP_DELIVERED_SECONDS
         )
+        if deliver:
+            self.start_delivery()
+
+    def start_delivery(self) -> None:
         if self._task is None or self._task.done():
             self._stopping = False
             self._task = asyncio.create_task(self._run(), name="outbox")
 
-    async def stop(self, flush_timeout: float = 5.0) -> None:
-        """Deliver what is due within ``flush_timeout``, then stop; the rest stays pending."""
+    @property
+    def delivering(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def stop_delivery(self, flush_timeout: float = 0.0) -> None:
+        """Deliver what is due within ``flush_timeout``, then stop the worker; the rest stays
+        pending. A send in flight is let finish and be recorded: cancelling it after
+        Telegram took it would leave the row pending and send it again later."""
         if self._task is None:
             return
         task = self._task
         try:
             await self.wait_idle(flush_timeout)
         finally:
-            # Let a send in flight finish and be recorded: cancelling it after Telegram
-            # took it would leave the row pending and send it again after a restart.
             self._stopping = True
             self._wake.set()
             with contextlib.suppress(TimeoutError):
@@ -170,6 +184,12 @@ class Notifier:
             for waiting in self._waiting.values():
                 waiting.cancel()
             self._waiting.clear()
+
+    async def stop(self, flush_timeout: float = 5.0) -> None:
+        """Deliver what is due within ``flush_timeout``, then stop; the rest stays pending."""
+        try:
+            await self.stop_delivery(flush_timeout)
+        finally:
             await self._close_db_thread()
 
     async def enqueue(self, alert: Alert) -> None:
@@ -311,6 +331,8 @@ class Notifier:
             if delay is not None and delay <= 0:
                 await asyncio.sleep(0)
                 continue
+            if self._idle_poll is not None:
+                delay = self._idle_poll if delay is None else min(delay, self._idle_poll)
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancel of stop()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):

@@ -45,6 +45,7 @@ from bot.pacing import Batch, OutboxRow, encode_buttons
 from bot.reminders import end_reminders, queue_due_reminders, start_reminding
 from bot.text import Message
 from bot.transport import ChatTarget
+from supervisor.dbengine import create_tables
 
 MERGE_CANDIDATES = 1000
 
@@ -94,7 +95,7 @@ class OutboxStore:
     def ensure_tables(self) -> None:
         if not self._tables_ready:
             with self._engine.begin() as conn:
-                metadata.create_all(conn)
+                create_tables(conn, metadata)
                 add_missing_columns(conn)
             self._tables_ready = True
 

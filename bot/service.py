@@ -17,6 +17,7 @@ from bot.alerts import AlertComposer
 from bot.audit import AuditLog
 from bot.commands import CommandRouter, Follow
 from bot.digest import DigestScheduler
+from bot.fleet import node_alert, takeover_alert
 from bot.forwarding import EventForwarder
 from bot.healthcheck import Pinger
 from bot.lifecycle import Lifecycle, downtime_note
@@ -24,10 +25,17 @@ from bot.outbox import Alert, Notifier, Pacing
 from bot.settings import Alerting, default_alerting
 from bot.transport import ChatTarget, ChatTransport, ConsoleTransport
 from supervisor.agent.bridge import AgentBridge
+from supervisor.api import SupervisorAPI
 from supervisor.core import Supervisor
 from supervisor.dbengine import make_engine
+from supervisor.fleet.node import FleetNode
+from supervisor.fleet.registry import NodeChange
+from supervisor.fleet.remote import FleetSupervisor
+from supervisor.settings import FleetSettings
 
 log = logging.getLogger("bot")
+# How often the fleet's poller looks for rows other nodes wrote into the shared outbox.
+FLEET_OUTBOX_POLL_SECONDS = 0.5
 
 
 class Service:
@@ -44,56 +52,98 @@ class Service:
         pinger: Pinger | None = None,
         alerting: Alerting | None = None,
         bridge_view: Callable[[Notifier], BridgeView] | None = None,
+        poller: bool = False,
     ) -> None:
         """``bridge_view`` makes what shows bridge turns (``bot.agent.views``) over the
-        notifier; the console's when not given."""
+        notifier; the console's when not given. ``poller``: in a fleet, this node may be
+        elected to poll Telegram (the console never is: it serves only its terminal)."""
         self.supervisor = supervisor
-        self.engine = make_engine(supervisor.settings.control_db_url)
+        settings = supervisor.settings
+        self.engine = make_engine(settings.control_db_url)
         alerting = alerting or default_alerting()
+        self.timezone = alerting.timezone
+        # A fleet (a Postgres control DB): this node's part in it, and the fleet's API.
+        self.node: FleetNode | None = None
+        self.api: SupervisorAPI = supervisor
+        if settings.fleet:
+            self.node = FleetNode(
+                self.engine,
+                settings.control_db_url,
+                settings.node,
+                FleetSettings(),
+                supervisor,
+                can_lead=poller,
+                timezone=alerting.timezone,
+            )
+            self.node.on_node_change = self._node_changed
+            self.node.on_takeover = self._took_over
+            self.api = FleetSupervisor(supervisor, self.node)
         self.notifier = Notifier(
-            self.engine, transport, target, pacing=pacing, timezone=alerting.timezone
+            self.engine,
+            transport,
+            target,
+            pacing=pacing,
+            timezone=alerting.timezone,
+            idle_poll_seconds=FLEET_OUTBOX_POLL_SECONDS if self.node else None,
         )
         self.audit = AuditLog(self.engine)
         self.router = CommandRouter(
-            supervisor, self.notifier, self.audit, follow=follow, timezone=alerting.timezone
+            self.api, self.notifier, self.audit, follow=follow, timezone=alerting.timezone
         )
         composer = AlertComposer(remind_after=alerting.renotify_seconds or None)  # 0: never
-        self.forwarder = EventForwarder(self.engine, composer, self.notifier)
+        self.forwarder = EventForwarder(
+            self.engine,
+            composer,
+            self.notifier,
+            # Each node forwards its own workflows' events, from a cursor of its own.
+            node=settings.node if self.node else None,
+            workflows=supervisor.names if self.node else None,
+        )
         agents = supervisor.agent_settings
-        bridge = AgentBridge(supervisor, self.engine, agents, redactor=supervisor.redactor)
+        bridge = AgentBridge(self.api, self.engine, agents, redactor=supervisor.redactor)
         self.chat = ChatBridge(
             bridge,
-            supervisor,
+            self.api,
             (bridge_view or (lambda _: ConsoleView(ConsoleTransport())))(self.notifier),
             self.audit,
             approval_seconds=agents.agent_approval_seconds,
         )
         self._forwarding: asyncio.Task[None] | None = None
-        self.lifecycle = Lifecycle(self.engine, pinger=pinger)
+        self.lifecycle = Lifecycle(
+            self.engine, pinger=pinger, host=settings.node if self.node else None
+        )
         self.digest = DigestScheduler(
             self.engine,
-            supervisor.status,
+            self.api.status,
             self.notifier,
             period=supervisor.settings.status_interval_seconds,
             at=alerting.digest_at,
             tz=alerting.timezone,
         )
 
-    async def start(self, hello: str | None = None) -> None:
+    async def start(self, hello: str | None = None, *, deliver: bool = True) -> None:
         """Start delivery first (so nothing is missed), then the workflows.
 
         The hello gains a line about the previous run's end (how long the
-        bot was down, and whether it was killed).
+        bot was down, and whether it was killed). In a fleet the node joins
+        first (a name another node runs refuses the start, ``FleetRefused``);
+        ``deliver`` False leaves delivery and the digest to ``lead``, which
+        the node's poller election drives.
         """
+        if self.node is not None:
+            await self.node.join()
         previous = await self.lifecycle.start()
-        await self.notifier.start()
+        await self.notifier.start(deliver=deliver)
         await self.chat.interrupted()
         await self.supervisor.open()  # the event log exists before the forwarder reads it
         await asyncio.to_thread(self.forwarder.open)
         subscription = self.supervisor.events()
         self._forwarding = asyncio.create_task(self.forwarder.run(subscription))
         await self.supervisor.startup()
-        self.digest.start()
+        if self.node is not None:
+            await self.node.start()
+        if deliver:
+            self.digest.start()
         note = downtime_note(previous, datetime.now(UTC), len(self.supervisor.reaped))
         hello = "\n".join(text for text in (hello, note) if text)
         if hello:
@@ -109,8 +159,26 @@ class Service:
         if goodbye:
             await self.notifier.enqueue(_lifecycle(goodbye))
         await self.notifier.stop(flush_timeout)
+        if self.node is not None:
+            await self.node.leave()
         await self.lifecycle.stop()
         await asyncio.to_thread(self.engine.dispose)  # closing a Postgres connection may block
+
+    async def lead(self, leading: bool) -> None:
+        """This node became the fleet's poller (it delivers, sends the digest), or stopped."""
+        if leading:
+            self.notifier.start_delivery()
+            self.digest.start()
+        else:
+            await self.digest.stop()
+            await self.notifier.stop_delivery()
+
+    async def _node_changed(self, change: NodeChange) -> None:
+        await self.notifier.enqueue(node_alert(change, self.timezone))
+
+    async def _took_over(self, previous: str) -> None:
+        assert self.node is not None
+        await self.notifier.enqueue(takeover_alert(self.node.name, previous))
 
 
 def _lifecycle(text: str) -> Alert:

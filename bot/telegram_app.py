@@ -52,6 +52,7 @@ from bot.transport import (
 )
 from supervisor.agent.types import Session
 from supervisor.core import Supervisor
+from supervisor.fleet.node import FleetNode
 
 log = logging.getLogger("bot")
 OFFLINE_AFTER_SECONDS = 60.0
@@ -65,6 +66,17 @@ BRIDGE_COMMANDS = frozenset({"ask", "new", "sessions", "approve"})
 BRIDGE_BUTTONS = frozenset({"agentstop", "approve", "askpick"})
 
 App = Application[Any, Any, Any, Any, Any, Any]
+
+
+async def _first(*events: asyncio.Event, seconds: float | None = None) -> bool:
+    """Wait until one of ``events`` is set (or ``seconds`` pass); whether the first one is."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+    return events[0].is_set()
 
 
 def file_url(base_url: str) -> str:
@@ -129,6 +141,7 @@ class TelegramBot:
             pinger=Pinger.configured(settings),
             alerting=settings.alerting,
             bridge_view=lambda notifier: TelegramView(notifier, self.transport),
+            poller=True,
         )
         self._denied: set[int] = set()
         self._followers: set[asyncio.Task[None]] = set()  # follows and uploads, cancelled at stop
@@ -147,9 +160,11 @@ class TelegramBot:
         unreachable (alerts wait in the outbox), so an outage at boot never
         keeps them down, and systemd hears READY as soon as they run.
         """
-        host = esc(socket.gethostname())
+        node = self.service.node
+        host = esc(socket.gethostname() if node is None else f"node {node.name}")
         names = esc(", ".join(self.service.supervisor.names))
-        await self.service.start(hello=f"🟢 bot up on {host}: {names}")
+        # In a fleet, delivery waits for this node to be elected the poller (_serve_fleet).
+        await self.service.start(hello=f"🟢 bot up on {host}: {names}", deliver=node is None)
         self.systemd.ready()
         watchdog = asyncio.create_task(self._watchdog())
         connected = False
@@ -171,19 +186,43 @@ class TelegramBot:
     async def _serve(self, stop: asyncio.Event) -> None:
         """Commands in: the menu, then long polling until ``stop``."""
         try:
-            await self._register_commands()
             await self.app.start()
+            if self.service.node is not None:
+                await self._serve_fleet(stop, self.service.node)
+                return
+            await self._register_commands()
             if await self._start_polling(stop):
                 log.info("bot running; commanding chats: %s", sorted(self.settings.allowed_chats))
                 await stop.wait()
         finally:
             await self._stop_telegram()
 
-    async def _start_polling(self, stop: asyncio.Event) -> bool:
-        """Start long polling, retrying while the API is unreachable; False if stopped first."""
+    async def _serve_fleet(self, stop: asyncio.Event, node: FleetNode) -> None:
+        """Poll Telegram and deliver the outbox only while this node holds the poller's lease.
+
+        Losing the lease stops polling at once (before another node may take
+        it over: ``supervisor.fleet.lease``); ``stop`` leaves delivery
+        running, for the goodbye ``Service.stop`` flushes.
+        """
+        while not stop.is_set():
+            if not await _first(node.leading, stop):
+                return
+            await self.service.lead(True)
+            if await self._start_polling(stop, node.following):
+                await self._register_commands()
+                log.info("polling Telegram for the fleet as node %s", node.name)
+                await _first(node.following, stop)
+            if stop.is_set():
+                return
+            await self._stop_polling()
+            await self.service.lead(False)
+
+    async def _start_polling(self, stop: asyncio.Event, lost: asyncio.Event | None = None) -> bool:
+        """Start long polling, retrying while the API is unreachable; False if ``stop`` (or
+        ``lost``, the fleet's lease) came first."""
         assert self.app.updater is not None
         delay = 1.0
-        while not stop.is_set():
+        while not stop.is_set() and not (lost is not None and lost.is_set()):
             try:
                 await self.app.updater.start_polling(
                     timeout=self.settings.telegram_poll_timeout_seconds,
@@ -197,21 +236,24 @@ class TelegramBot:
                     exc,
                     delay,
                 )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+            await _first(stop, *([lost] if lost is not None else []), seconds=delay)
             delay = min(delay * 2, API_RETRY_MAX_SECONDS)
         return False
 
-    async def _stop_telegram(self) -> None:
-        """Stop follows, polling and handlers; an unreachable API must not block shutdown."""
-        for follower in self._followers:  # PTB's stop() would wait out every follow
-            follower.cancel()
+    async def _stop_polling(self) -> None:
+        """Stop long polling (PTB confirms the updates it took); the API may be unreachable."""
         updater = self.app.updater
         try:
             if updater is not None and updater.running:
                 await updater.stop()
         except TelegramError as exc:
             log.warning("stopping the updater: %s", exc)
+
+    async def _stop_telegram(self) -> None:
+        """Stop follows, polling and handlers; an unreachable API must not block shutdown."""
+        for follower in self._followers:  # PTB's stop() would wait out every follow
+            follower.cancel()
+        await self._stop_polling()
         if self.app.running:
             await self.app.stop()
 
@@ -244,6 +286,12 @@ class TelegramBot:
         chat, user = update.effective_chat, update.effective_user
         chat_id, user_id = (chat.id if chat else None), (user.id if user else None)
         if self.allowed(chat_id, user_id):
+            node = self.service.node
+            if node is not None and not await node.first_time(update.update_id):
+                # A new poller may be served an update its predecessor took but had not
+                # confirmed to Telegram: it was handled, once, already.
+                log.info("update %d was handled by another node; skipping", update.update_id)
+                raise ApplicationHandlerStop
             return
         key = chat_id if chat_id is not None else 0
         if key not in self._denied:
@@ -335,7 +383,7 @@ class TelegramBot:
         place = ChatPlace(target.chat_id, target.thread_id)
         chat = self.service.chat
         if command == "ask":
-            named = args[0] if args and args[0] in self.service.supervisor.names else None
+            named = args[0] if args and args[0] in self.service.api.names else None
             await self._ask(update, " ".join(args[1:] if named else args), named)
             return
         if command == "approve" and len(args) == 2:

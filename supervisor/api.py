@@ -16,6 +16,7 @@ from supervisor.diagnosis.types import EvidencePack, Verdict
 from supervisor.events import WorkflowStatus
 
 if TYPE_CHECKING:
+    from supervisor.fleet.registry import NodeInfo
     from supervisor.heal.store import Proposal
 
 
@@ -99,4 +100,8 @@ class SupervisorAPI(Protocol):
 
     def events(self) -> Subscription:
         """Subscribe to every event from now on (registered at call time)."""
+        ...
+
+    async def nodes(self) -> list[NodeInfo]:
+        """The fleet's nodes with their liveness; empty on a single node."""
         ...

@@ -42,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from supervisor.dbengine import make_engine
+from supervisor.dbengine import lock_schema, make_engine
 from supervisor.eventcodec import encode_event
 from supervisor.events import Event, IncidentCause, ProcessState
 
@@ -179,8 +179,10 @@ class ControlDB:
     def __init__(self, url: str) -> None:
         self.engine: Engine = make_engine(url)
         try:
-            metadata.create_all(self.engine)
-            self._check_version()
+            with self.engine.begin() as conn:
+                lock_schema(conn)  # nodes starting together: one creates, the rest see it
+                metadata.create_all(conn)
+                self._check_version(conn)
         except SQLAlchemyError as exc:
             self.engine.dispose()
             shown = make_url(url).render_as_string(hide_password=True)
@@ -189,22 +191,21 @@ class ControlDB:
                 "move it aside or point SUPERVISOR_DB_URL elsewhere"
             ) from exc
 
-    def _check_version(self) -> None:
+    def _check_version(self, conn: Connection) -> None:
         """Stamp a new database, upgrade an older one step by step, refuse a newer one."""
-        with self.engine.begin() as conn:
-            version_row = select(meta.c.value).where(meta.c.key == "schema_version")
-            stored = conn.execute(version_row).scalar()
-            if stored is None:
-                conn.execute(insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
-                return
-            version = int(stored)
-            if version > SCHEMA_VERSION:
-                raise SchemaTooNew(
-                    f"control DB schema version {stored} is newer than this release "
-                    f"({SCHEMA_VERSION}); upgrade, or point SUPERVISOR_DB_URL elsewhere"
-                )
-            if version < SCHEMA_VERSION:
-                _upgrade(conn, version)
+        version_row = select(meta.c.value).where(meta.c.key == "schema_version")
+        stored = conn.execute(version_row).scalar()
+        if stored is None:
+            conn.execute(insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+            return
+        version = int(stored)
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"control DB schema version {stored} is newer than this release "
+                f"({SCHEMA_VERSION}); upgrade, or point SUPERVISOR_DB_URL elsewhere"
+            )
+        if version < SCHEMA_VERSION:
+            _upgrade(conn, version)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -257,14 +258,17 @@ def last_event_id(conn: Connection) -> int:
     return int(conn.execute(select(func.max(events.c.id))).scalar() or 0)
 
 
-def events_after(conn: Connection, event_id: int, limit: int = 1000) -> list[tuple[int, str]]:
-    """Stored events newer than ``event_id``, oldest first, as (id, JSON payload)."""
-    rows = conn.execute(
-        select(events.c.id, events.c.payload)
-        .where(events.c.id > event_id, events.c.payload.is_not(None))
-        .order_by(events.c.id)
-        .limit(limit)
-    ).all()
+def events_after(
+    conn: Connection, event_id: int, limit: int = 1000, workflows: list[str] | None = None
+) -> list[tuple[int, str]]:
+    """Stored events newer than ``event_id``, oldest first, as (id, JSON payload); only
+    those of ``workflows`` when given (a fleet node's own)."""
+    query = select(events.c.id, events.c.payload).where(
+        events.c.id > event_id, events.c.payload.is_not(None)
+    )
+    if workflows is not None:
+        query = query.where(events.c.workflow.in_(workflows))
+    rows = conn.execute(query.order_by(events.c.id).limit(limit)).all()
     return [(int(row.id), str(row.payload)) for row in rows]
 
 

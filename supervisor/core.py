@@ -50,6 +50,7 @@ from supervisor.events import (
     Stopped,
     WorkflowStatus,
 )
+from supervisor.fleet.registry import NodeInfo
 from supervisor.heal.desk import HealDesk, SupervisorHands
 from supervisor.heal.healer import Healer
 from supervisor.heal.store import Proposal
@@ -283,6 +284,10 @@ class Supervisor:
 
     def events(self) -> Subscription:
         return self.bus.subscribe()
+
+    async def nodes(self) -> list[NodeInfo]:
+        """One node, not a fleet: nothing to group by (``supervisor.fleet.remote`` for that)."""
+        return []
 
     def _get(self, name: str) -> Runtime:
         runtime = self._runtimes.get(name)

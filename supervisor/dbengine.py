@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, func, select
 from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+SCHEMA_LOCK = 0x616370_736368  # "acp" "sch": one process at a time creates tables
 
 
 def make_engine(url: str) -> Engine:
@@ -34,3 +35,23 @@ def make_engine(url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+def lock_schema(conn: Connection) -> None:
+    """Hold the schema lock until this transaction ends (Postgres; SQLite's writes queue anyway).
+
+    Nodes of a fleet starting together on a new database would otherwise race
+    to create the same tables ("relation already exists").
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK)))
+
+
+def create_tables(target: Engine | Connection, metadata: MetaData) -> None:
+    """Create ``metadata``'s missing tables, under the schema lock."""
+    if isinstance(target, Engine):
+        with target.begin() as conn:
+            create_tables(conn, metadata)
+        return
+    lock_schema(target)
+    metadata.create_all(target)

@@ -72,6 +72,7 @@ class WorkflowStatus:
     next_restart_at: datetime | None = None  # set while backing off
     exit_code: int | None = None  # last exit, if any
     db_problem: str | None = None  # missing, locked, corrupt or schema-less state DB
+    node: str | None = None  # the fleet node that runs it; None on a single node
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

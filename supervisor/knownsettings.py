@@ -26,7 +26,7 @@ from pydantic_settings import BaseSettings
 
 from supervisor.agentsettings import AgentSettings
 from supervisor.faults import FAULT_VARIABLE
-from supervisor.settings import SupervisorSettings
+from supervisor.settings import FleetSettings, SupervisorSettings
 
 ENV_FILE = Path(".env")
 PREFIXES = (
@@ -44,13 +44,7 @@ READ_DIRECTLY = frozenset(
 )
 # Reserved for features being built (DESIGN.md, "Names added this turn"), so that a
 # configuration written for them is not refused; drop a name once a model has it.
-RESERVED = frozenset(
-    {
-        "SUPERVISOR_NODE",
-        "FLEET_FAILOVER_SECONDS",
-        "FLEET_NODE_TIMEOUT_SECONDS",
-    }
-)
+RESERVED: frozenset[str] = frozenset()
 
 
 class UnknownSetting(Exception):
@@ -68,7 +62,12 @@ def model_names(model: type[BaseSettings]) -> set[str]:
 
 def known_names(models: Iterable[type[BaseSettings]]) -> frozenset[str]:
     """Every name a program with these models knows (the supervisor's and Claude's always)."""
-    every: list[type[BaseSettings]] = [SupervisorSettings, AgentSettings, *models]
+    every: list[type[BaseSettings]] = [
+        SupervisorSettings,
+        FleetSettings,
+        AgentSettings,
+        *models,
+    ]
     return READ_DIRECTLY | RESERVED | {name for model in every for name in model_names(model)}
 
 

@@ -7,6 +7,7 @@ meant to be committed with the project.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from pydantic import Field, ValidationError
@@ -37,6 +38,13 @@ class SupervisorSettings(BaseSettings):
     reload_debounce_seconds: float = Field(default=1.0, ge=0)
     log_max_bytes: int = Field(default=10_000_000, gt=0)
     log_backups: int = Field(default=3, ge=0)
+    # This host's name in a fleet (several nodes sharing a Postgres SUPERVISOR_DB_URL).
+    node: str = Field(default_factory=socket.gethostname, min_length=1, max_length=64)
+
+    @property
+    def fleet(self) -> bool:
+        """Several nodes share the control DB: only on a server database (Postgres)."""
+        return not self.control_db_url.startswith("sqlite")
 
     @property
     def control_db_url(self) -> str:
@@ -74,3 +82,16 @@ def one_line(exc: ValidationError) -> str:
     prefix = prefix if exc.title == SupervisorSettings.__name__ else ""
     where = prefix + "_".join(str(part) for part in first["loc"]).upper()
     return f"bad setting {where}: {first['msg']}"
+
+
+class FleetSettings(BaseSettings):
+    """``FLEET_*``: how fast a fleet on Postgres notices a dead poller or a silent node."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FLEET_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # A dead poller is replaced within this (kill -9, lost network, lost DB connection).
+    failover_seconds: float = Field(default=15.0, ge=1)
+    # A node silent this long is down: a loud alert, its workflows unsupervised.
+    node_timeout_seconds: float = Field(default=60.0, ge=2)

@@ -26,6 +26,7 @@ from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, func, i
 from sqlalchemy import Table as SATable
 
 from supervisor.agentsettings import Price
+from supervisor.dbengine import create_tables
 
 log = logging.getLogger("supervisor")
 PER_TOKEN = 1e-6  # prices are per million tokens
@@ -128,7 +129,7 @@ class SpendLedger:
         self.engine = engine
         self.cap_usd = cap_usd
         self.clock = clock
-        metadata.create_all(engine)
+        create_tables(engine, metadata)
 
     def spent_today(self) -> float:
         """USD recorded so far on the current UTC day, by everyone."""

@@ -178,7 +178,9 @@ async def test_a_failing_command_is_an_apology_and_the_bot_goes_on(rig: BotRig) 
 
     original = rig.bot.service.router.api
     rig.bot.service.router.api = type(  # a supervisor whose status() is broken
-        "Broken", (), {"names": original.names, "status": staticmethod(broken)}
+        "Broken",
+        (),
+        {"names": original.names, "nodes": original.nodes, "status": staticmethod(broken)},
     )()
     assert "Sorry, /status failed: RuntimeError" in await rig.ask("/status")
     rig.bot.service.router.api = original

@@ -25,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from supervisor.agent.types import Backend, Session
+from supervisor.dbengine import create_tables
 
 TITLE_CLIP = 60
 
@@ -57,7 +58,7 @@ class SessionStore:
     def __init__(self, engine: sa.Engine, *, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
         self.clock = clock
-        metadata.create_all(engine)
+        create_tables(engine, metadata)
 
     def create(self, chat: str, workflow: str, backend: Backend, title: str = "") -> Session:
         """A new open session for ``chat``; the chat's earlier ones are closed."""

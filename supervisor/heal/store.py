@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from supervisor.dbengine import create_tables
 from supervisor.heal.types import GateResult
 
 Status = Literal["pending", "applied", "rolled_back", "rejected", "expired", "stale", "failed"]
@@ -94,7 +95,7 @@ class ProposalStore:
     def __init__(self, engine: sa.Engine, *, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
         self.clock = clock
-        metadata.create_all(engine)
+        create_tables(engine, metadata)
 
     def over_budget(self, workflow: str, signature: str) -> str | None:
         """Why no new proposal may be made now, or None."""

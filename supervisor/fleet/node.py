@@ -1,0 +1,336 @@
+"""One node of the fleet: it joins, heartbeats, publishes, answers commands, and may lead.
+
+The loops, each on a timer and woken early by a notification:
+
+- heartbeat: stamp the node's row every ``beat_seconds``; while leading,
+  also turn silent nodes into "down" and returning ones into "back"
+  (``on_node_change``, which the bot makes an alert);
+- lease (nodes that may lead): hold or take the poller's lease
+  (``supervisor.fleet.lease``); ``leading`` is set while it is held and
+  cleared the moment it is lost or cannot be vouched for;
+- commands: claim and run the commands queued for this node;
+- publish: after any event of a local workflow, store its status, so the
+  poller's ``/status`` shows it without asking (and every half node timeout
+  anyway, as a safety net, not on every heartbeat).
+
+Every DB call runs on a worker thread; a failing one is logged and tried
+again on the next tick, and only the lease's failure has a consequence
+(stepping down).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import UTC, timedelta, tzinfo
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+
+from supervisor.api import SupervisorAPI, SupervisorError
+from supervisor.dbengine import create_tables
+from supervisor.fleet import commands, lease, registry
+from supervisor.fleet.listener import Listener
+from supervisor.fleet.registry import Identity, NodeChange, NodeInfo, Published
+from supervisor.fleet.tables import metadata, updates
+from supervisor.settings import FleetSettings
+
+log = logging.getLogger("supervisor.fleet")
+T = TypeVar("T")
+
+COMMAND_POLL_SECONDS = 1.0  # the fallback when a notification is missed
+COMMAND_WAIT_SECONDS = 60.0  # how long the poller waits for another node's answer
+PUBLISH_DEBOUNCE_SECONDS = 0.2
+KEEP_SECONDS = 86400.0  # answered commands and handled update ids
+
+
+class FleetNode:
+    """This node's part in the fleet; ``supervisor`` is the local one it answers for."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        url: str,
+        node: str,
+        settings: FleetSettings,
+        supervisor: SupervisorAPI,
+        *,
+        can_lead: bool,
+        timezone: tzinfo = UTC,
+    ) -> None:
+        """``timezone``: the one times are shown in (the chat's ``ALERT_TIMEZONE``)."""
+        self.engine = engine
+        self.me = Identity(node, uuid.uuid4().hex, socket.gethostname(), os.getpid())
+        self.settings = settings
+        self.times = lease.LeaseTimes.for_failover(settings.failover_seconds)
+        self.beat_seconds = min(5.0, settings.node_timeout_seconds / 6)
+        self.timezone = timezone
+        self._supervisor = supervisor
+        self._can_lead = can_lead
+        self.leading = asyncio.Event()
+        self.following = asyncio.Event()
+        self.following.set()
+        self.on_node_change: Callable[[NodeChange], Awaitable[None]] | None = None
+        # Called when this node took the lease over from another (a failover, or a restart).
+        self.on_takeover: Callable[[str], Awaitable[None]] | None = None
+        self._listener = Listener(url, self._on_payload)
+        self._commands_due = asyncio.Event()
+        self._publish_due: set[str] = set()
+        self._publish_wake = asyncio.Event()
+        self._answers: dict[int, asyncio.Event] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def name(self) -> str:
+        return self.me.node
+
+    # -- joining and leaving -----------------------------------------------------------------
+
+    async def join(self) -> None:
+        """Register and claim this node's workflow names, or raise ``FleetRefused``."""
+        names = list(self._supervisor.names)
+        await self._db(create_tables, metadata)
+        taken = await self._db(self._join, names)
+        for name in taken:
+            log.warning("fleet: workflow %s now runs on %s", name, self.name)
+
+    def _join(self, conn: sa.Connection, names: list[str]) -> list[str]:
+        taken = registry.join(conn, self.me, names, self.settings.node_timeout_seconds)
+        abandoned = commands.abandon_running(conn, self.name)
+        if abandoned:
+            log.warning("fleet: %d commands were cut off by this node's restart", abandoned)
+        return taken
+
+    async def start(self) -> None:
+        """Publish every status, then run the loops (after the workflows have started)."""
+        await self._publish(list(self._supervisor.names))
+        self._listener.start()
+        loops: list[Coroutine[Any, Any, None]] = [
+            self._heartbeat(),
+            self._serve_commands(),
+            self._publisher(),
+        ]
+        if self._can_lead:
+            loops.append(self._hold_lease())
+        self._tasks = [asyncio.create_task(loop, name="fleet") for loop in loops]
+
+    async def leave(self) -> None:
+        """Stop the loops, hand the lease over and say this node stopped cleanly."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self._listener.stop()
+        self._step_down("stopping")
+        try:
+            await self._publish(list(self._supervisor.names))
+            await self._db(self._leave)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("fleet: could not say this node stopped: %s", exc)
+
+    def _leave(self, conn: sa.Connection) -> None:
+        lease.release(conn, self.name)
+        registry.leave(conn, self.me)
+
+    # -- what the poller asks ----------------------------------------------------------------
+
+    async def view(self) -> tuple[list[NodeInfo], Published]:
+        return await self._db(registry.view, self.settings.node_timeout_seconds)
+
+    async def owner(self, workflow: str) -> str | None:
+        return await self._db(registry.owner, workflow)
+
+    async def call(self, node: str, verb: str, args: dict[str, Any]) -> Any:
+        """Run ``verb`` on ``node`` and return its answer; ``SupervisorError`` if it cannot."""
+        infos, _ = await self.view()
+        info = next((i for i in infos if i.node == node), None)
+        if info is None or not info.alive:
+            since = "" if info is None else f" since {_clock(info, self.timezone)}"
+            raise SupervisorError(f"node {node} is {_off(info)}{since}")
+        command_id = await self._db(commands.submit, node, verb, args)
+        done = self._answers.setdefault(command_id, asyncio.Event())
+        deadline = time.monotonic() + COMMAND_WAIT_SECONDS
+        try:
+            while True:
+                state, result = await self._db(commands.outcome, command_id)
+                if state not in (commands.QUEUED, commands.RUNNING):
+                    return commands.answer(verb, state, result, node)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise SupervisorError(
+                        f"node {node} did not answer within {COMMAND_WAIT_SECONDS:.0f}s"
+                    )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), min(left, COMMAND_POLL_SECONDS))
+                done.clear()
+        finally:
+            self._answers.pop(command_id, None)
+
+    async def first_time(self, update_id: int) -> bool:
+        """Whether this Telegram update is new to the fleet (and now taken by this node)."""
+        return await self._db(self._take_update, update_id)
+
+    def _take_update(self, conn: sa.Connection, update_id: int) -> bool:
+        taken = conn.execute(
+            insert(updates)
+            .values(update_id=update_id, node=self.name, handled_at=sa.func.now())
+            .on_conflict_do_nothing(index_elements=[updates.c.update_id])
+            .returning(updates.c.update_id)
+        ).first()
+        return taken is not None
+
+    # -- the loops -------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        while True:
+            try:
+                if not await self._db(registry.beat, self.me):
+                    log.error("fleet: another run took over node %s's row", self.name)
+                if self.leading.is_set():
+                    await self._watch_nodes()
+                await self._db(self._prune)
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("fleet: heartbeat failed: %s", exc)
+            await asyncio.sleep(self.beat_seconds)
+
+    async def _watch_nodes(self) -> None:
+        changes = await self._db(registry.down_changes, self.settings.node_timeout_seconds)
+        for change in changes:
+            log.warning("fleet: node %s is %s", change.node, "down" if change.down else "back")
+            if self.on_node_change is not None:
+                await self.on_node_change(change)
+
+    def _prune(self, conn: sa.Connection) -> None:
+        commands.prune(conn, KEEP_SECONDS)
+        cutoff = sa.func.now() - timedelta(seconds=KEEP_SECONDS)
+        conn.execute(sa.delete(updates).where(updates.c.handled_at < cutoff))
+
+    async def _hold_lease(self) -> None:
+        vouched = -self.times.fence  # monotonic time the last renewal that worked was sent
+        while True:
+            sent = time.monotonic()
+            try:
+                held = await self._db(lease.hold, self.name, self.times.ttl)
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("fleet: cannot renew the poller's lease: %s", exc)
+            else:
+                if held is None:
+                    self._step_down("another node holds the lease")
+                else:
+                    vouched = sent
+                    await self._step_up(held)
+            if time.monotonic() - vouched >= self.times.fence:
+                self._step_down("the lease could not be renewed in time")
+            await asyncio.sleep(self.times.interval)
+
+    async def _step_up(self, held: lease.Held) -> None:
+        if self.leading.is_set():
+            return
+        log.info("fleet: node %s polls Telegram now (term %d)", self.name, held.term)
+        self.following.clear()
+        self.leading.set()
+        if held.taken_from is not None and self.on_takeover is not None:
+            await self.on_takeover(held.taken_from)
+
+    def _step_down(self, why: str) -> None:
+        if self.leading.is_set():
+            log.warning("fleet: node %s stops polling Telegram: %s", self.name, why)
+            self.leading.clear()
+            self.following.set()
+
+    async def _serve_commands(self) -> None:
+        running: set[asyncio.Task[None]] = set()
+        while True:
+            self._commands_due.clear()
+            try:
+                for claimed in await self._db(commands.claim, self.name):
+                    task = asyncio.create_task(self._run_command(claimed))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("fleet: cannot read the command queue: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._commands_due.wait(), COMMAND_POLL_SECONDS)
+
+    async def _run_command(self, claimed: commands.Claimed) -> None:
+        state, result = await commands.execute(self._supervisor, claimed)
+        for attempt in range(3):
+            try:
+                await self._db(commands.finish, claimed.id, state, result)
+                return
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("fleet: cannot store command %d's answer: %s", claimed.id, exc)
+                await asyncio.sleep(1.0 + attempt)
+
+    async def _publisher(self) -> None:
+        events = self._supervisor.events()
+        watcher = asyncio.create_task(self._collect(events))
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._publish_wake.wait(), self.settings.node_timeout_seconds / 2
+                    )
+                await asyncio.sleep(PUBLISH_DEBOUNCE_SECONDS)
+                self._publish_wake.clear()
+                due = sorted(self._publish_due) or list(self._supervisor.names)
+                self._publish_due.clear()
+                try:
+                    await self._publish(due)
+                except sa.exc.SQLAlchemyError as exc:
+                    log.warning("fleet: cannot publish statuses: %s", exc)
+                    self._publish_due.update(due)
+        finally:
+            watcher.cancel()
+            events.close()
+
+    async def _collect(self, events: Any) -> None:
+        async for event in events:
+            self._publish_due.add(event.workflow)
+            self._publish_wake.set()
+
+    async def _publish(self, names: Sequence[str]) -> None:
+        order = {name: index for index, name in enumerate(self._supervisor.names)}
+        statuses = [
+            (order[status.name], status)
+            for status in await self._supervisor.status()
+            if status.name in names
+        ]
+        await self._db(registry.publish, self.name, statuses)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _on_payload(self, payload: str) -> None:
+        kind, _, rest = payload.partition(":")
+        if kind == "cmd" and rest == self.name:
+            self._commands_due.set()
+        elif kind == "done" and rest.isdigit():
+            done = self._answers.get(int(rest))
+            if done is not None:
+                done.set()
+
+    async def _db(self, call: Callable[..., T], *args: Any) -> T:
+        def run() -> T:
+            with self.engine.begin() as conn:
+                return call(conn, *args)
+
+        return await asyncio.to_thread(run)
+
+
+def _off(info: NodeInfo | None) -> str:
+    if info is None:
+        return "not known to the fleet"
+    return "stopped" if info.stopped else "down"
+
+
+def _clock(info: NodeInfo, timezone: tzinfo) -> str:
+    return info.seen_at.astimezone(timezone).strftime("%H:%M")

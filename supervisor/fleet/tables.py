@@ -1,0 +1,75 @@
+"""The fleet's tables in the shared control DB, created at a node's first start.
+
+New tables only (nothing in the single-node schema changes), so they are made
+with ``create_all`` beside the versioned schema of ``supervisor.control``.
+Times are the database's own clock (``now()``), never a node's: nodes'
+clocks may disagree, and every comparison of a lease or a heartbeat is made
+by the server that stamped it.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# One row per node: who it is, when it last said so, and whether the fleet was told it is down.
+nodes = sa.Table(
+    "fleet_nodes",
+    metadata,
+    sa.Column("node", sa.String(64), primary_key=True),
+    sa.Column("instance", sa.String(64), nullable=False),  # this run of it: a copy is refused
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("stopped_at", sa.DateTime(timezone=True)),  # a clean stop: not "down"
+    sa.Column("down_since", sa.DateTime(timezone=True)),  # set once the poller said it is down
+)
+
+# Each workflow's owner and its status as the owner last published it (on change).
+workflows = sa.Table(
+    "fleet_workflows",
+    metadata,
+    sa.Column("workflow", sa.String(128), primary_key=True),
+    sa.Column("node", sa.String(64), nullable=False, index=True),
+    sa.Column("position", sa.Integer, nullable=False),  # order in the node's TOML
+    sa.Column("status", sa.Text, nullable=False),  # WorkflowStatus as JSON
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The poller's lease: one row; whoever holds an unexpired lease polls Telegram.
+lease = sa.Table(
+    "fleet_lease",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("node", sa.String(64)),
+    sa.Column("term", sa.BigInteger, nullable=False),  # grows at each change of holder
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Commands for the node that runs the workflow, claimed with FOR UPDATE SKIP LOCKED.
+commands = sa.Table(
+    "fleet_commands",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("node", sa.String(64), nullable=False),
+    sa.Column("verb", sa.String(32), nullable=False),
+    sa.Column("args", sa.Text, nullable=False),  # JSON
+    sa.Column("state", sa.String(16), nullable=False),  # queued, running, done, failed, expired
+    sa.Column("result", sa.Text),  # JSON: the answer, or {"error": "..."}
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Index("fleet_commands_queued", "node", "state"),
+)
+
+# Telegram updates already handled: a new poller may be served one its predecessor took.
+updates = sa.Table(
+    "fleet_updates",
+    metadata,
+    sa.Column("update_id", sa.BigInteger, primary_key=True),
+    sa.Column("node", sa.String(64), nullable=False),
+    sa.Column("handled_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+CHANNEL = "acp_fleet"  # NOTIFY payloads: "cmd:<node>" (work for it), "done:<id>" (answered)

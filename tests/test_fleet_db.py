@@ -1,0 +1,157 @@
+"""The fleet's rules in Postgres itself: the lease, joining, down and back, the command queue.
+
+Each test has a database of its own on the server ``TEST_POSTGRES_URL`` names
+(skipped without one). Time is the server's: a lease or a node timeout of a
+fraction of a second is waited out on the server's clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from supervisor.api import SupervisorError
+from supervisor.events import WorkflowStatus
+from supervisor.fleet import commands, lease, registry
+from supervisor.fleet.registry import FleetRefused, Identity
+from supervisor.fleet.tables import metadata
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def engine(postgres_url: str) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(postgres_url)
+    metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def me(node: str, instance: str = "run-1") -> Identity:
+    return Identity(node, instance, "host", 1234)
+
+
+def running(name: str) -> WorkflowStatus:
+    return WorkflowStatus(name=name, state="running", pid=99)
+
+
+def test_one_holder_at_a_time_and_a_lapsed_lease_passes_on(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        first = lease.hold(conn, "a", ttl=0.5)
+    with engine.begin() as conn:
+        assert lease.hold(conn, "b", ttl=0.5) is None  # a holds it
+        renewed = lease.hold(conn, "a", ttl=0.5)
+    assert first is not None and renewed is not None
+    assert renewed.term == first.term  # a renewal is the same term
+    time.sleep(0.6)
+    with engine.begin() as conn:
+        taken = lease.hold(conn, "b", ttl=5)
+        assert lease.holder(conn) == lease.Holder("b", taken.term if taken else -1, valid=True)
+    assert taken is not None
+    assert (taken.term, taken.taken_from) == (first.term + 1, "a")
+
+
+def test_a_released_lease_is_taken_at_once(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        assert lease.hold(conn, "a", ttl=60) is not None
+        lease.release(conn, "a")
+    with engine.begin() as conn:
+        taken = lease.hold(conn, "b", ttl=60)
+    assert taken is not None and taken.taken_from == "a"
+
+
+def test_the_fence_comes_before_anyone_else_may_take_over() -> None:
+    times = lease.LeaseTimes.for_failover(15)
+    assert times.fence < times.ttl  # the holder stops before the lease lapses for others
+    assert times.ttl + times.interval < 15  # a dead holder is replaced within the bound
+
+
+def test_joining_refuses_a_live_copy_and_a_name_a_live_node_runs(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        registry.join(conn, me("a"), ["api", "etl"], timeout=60)
+        registry.publish(conn, "a", [(0, running("api")), (1, running("etl"))])
+    with engine.begin() as conn, pytest.raises(FleetRefused, match="node a is already running"):
+        registry.join(conn, me("a", "run-2"), ["api"], timeout=60)
+    with engine.begin() as conn, pytest.raises(FleetRefused) as refused:
+        registry.join(conn, me("b"), ["etl", "web"], timeout=60)
+    assert str(refused.value) == (
+        "workflow 'etl' is configured on node a and on node b; names must be unique across the fleet"
+    )
+
+
+def test_the_names_of_a_node_that_is_down_pass_on(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        registry.join(conn, me("a"), ["api"], timeout=0.3)
+        registry.publish(conn, "a", [(0, running("api"))])
+    time.sleep(0.4)
+    with engine.begin() as conn:
+        taken = registry.join(conn, me("b"), ["api"], timeout=0.3)
+        assert registry.owner(conn, "api") is None  # b publishes it next
+    assert taken == ["api (from a)"]
+
+
+def test_down_and_back_are_each_said_once(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        registry.join(conn, me("a"), ["api"], timeout=0.3)
+        registry.publish(conn, "a", [(0, running("api"))])
+        registry.join(conn, me("b"), [], timeout=0.3)
+        registry.leave(conn, me("b"))  # a clean stop is not "down"
+    time.sleep(0.4)
+    with engine.begin() as conn:
+        [down] = registry.down_changes(conn, timeout=0.3)
+        assert registry.down_changes(conn, timeout=0.3) == []
+    assert (down.node, down.down, down.workflows) == ("a", True, 1)
+    with engine.begin() as conn:
+        assert registry.beat(conn, me("a"))
+        assert not registry.beat(conn, me("a", "another run"))
+        [back] = registry.down_changes(conn, timeout=0.3)
+        assert registry.down_changes(conn, timeout=0.3) == []
+    assert (back.node, back.down, back.since) == ("a", False, down.since)
+    with engine.begin() as conn:
+        nodes, published = registry.view(conn, timeout=60)
+    assert [(n.node, n.alive, n.stopped) for n in nodes] == [("a", True, False), ("b", False, True)]
+    assert published == [("a", running("api"))]
+
+
+def test_a_command_is_claimed_once_answered_and_a_late_one_expires(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        first = commands.submit(conn, "b", "tail", {"name": "api", "lines": 5})
+        second = commands.submit(conn, "b", "restart", {"name": "api"})
+        commands.submit(conn, "c", "restart", {"name": "web"})
+    # Two claimers at once: SKIP LOCKED gives each row to one of them.
+    with engine.begin() as one, engine.begin() as two:
+        claimed = commands.claim(one, "b")
+        assert commands.claim(two, "b") == []
+    assert [(c.id, c.verb, c.args) for c in claimed] == [
+        (first, "tail", {"name": "api", "lines": 5}),
+        (second, "restart", {"name": "api"}),
+    ]
+    with engine.begin() as conn:
+        commands.finish(conn, first, commands.DONE, '{"value": ["a line"]}')
+        commands.finish(conn, second, commands.FAILED, '{"error": "api is paused"}')
+        assert commands.answer("tail", *commands.outcome(conn, first), "b") == ["a line"]
+        with pytest.raises(SupervisorError, match="api is paused"):
+            commands.answer("restart", *commands.outcome(conn, second), "b")
+        late = commands.submit(conn, "c", "stop", {"name": "web"})
+        conn.execute(
+            sa.update(commands.commands).values(
+                created_at=sa.func.now() - sa.text("interval '2 minutes'")
+            )
+        )
+    with engine.begin() as conn:
+        assert commands.claim(conn, "c") == []  # too late: expired, not run
+        with pytest.raises(SupervisorError, match="did not get to it in time"):
+            commands.answer("stop", *commands.outcome(conn, late), "c")
+
+
+def test_a_restarted_node_fails_what_its_previous_run_left_running(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        command = commands.submit(conn, "b", "restart", {"name": "api"})
+        commands.claim(conn, "b")
+    with engine.begin() as conn:
+        assert commands.abandon_running(conn, "b") == 1
+        with pytest.raises(SupervisorError, match="node b restarted while running it"):
+            commands.answer("restart", *commands.outcome(conn, command), "b")
