@@ -23,7 +23,7 @@ from bot.service import Service
 from bot.settings import Alerting
 from bot.text import Message, esc
 from bot.transport import ChatTarget, ConsoleTransport
-from supervisor.core import Supervisor
+from supervisor.api import HostSupervisor
 
 CONSOLE_TARGET = ChatTarget(0)
 ANSWER_GRACE_SECONDS = 60.0
@@ -39,7 +39,7 @@ def _read_lines(
 
 
 async def run_console(
-    supervisor: Supervisor,
+    supervisor: HostSupervisor,
     stop: asyncio.Event,
     *,
     stdin: TextIO | None = None,

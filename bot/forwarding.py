@@ -33,9 +33,9 @@ import sqlalchemy as sa
 from bot.alerts import AlertComposer
 from bot.outbox import Alert, Notifier
 from supervisor.bus import Subscription
-from supervisor.control import events_after, last_event_id
 from supervisor.dbengine import create_tables
 from supervisor.eventcodec import UnreadableEvent, decode_event
+from supervisor.eventlog import events_after, last_event_id
 from supervisor.events import Event
 from supervisor.faults import crash_point
 

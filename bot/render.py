@@ -24,8 +24,7 @@ from bot.text import (
     esc_clip,
     format_duration,
 )
-from supervisor.control import EventRecord
-from supervisor.events import LIVE_STATES, STATE_LABELS, WorkflowStatus, own_word
+from supervisor.events import LIVE_STATES, STATE_LABELS, EventRecord, WorkflowStatus, own_word
 
 SUMMARY_IN_LIST = 80
 NAME_IN_LIST = 64  # the config's name limit; anything longer is clipped, not trusted

@@ -25,8 +25,7 @@ from bot.outbox import Alert, Notifier, Pacing
 from bot.settings import Alerting, default_alerting
 from bot.transport import ChatTarget, ChatTransport, ConsoleTransport
 from supervisor.agent.bridge import AgentBridge
-from supervisor.api import SupervisorAPI
-from supervisor.core import Supervisor
+from supervisor.api import HostSupervisor, SupervisorAPI
 from supervisor.dbengine import make_engine
 from supervisor.fleet.node import FleetNode
 from supervisor.fleet.registry import NodeChange
@@ -43,7 +42,7 @@ class Service:
 
     def __init__(
         self,
-        supervisor: Supervisor,
+        supervisor: HostSupervisor,
         transport: ChatTransport,
         target: ChatTarget,
         *,

@@ -51,7 +51,7 @@ from bot.transport import (
     with_retries,
 )
 from supervisor.agent.types import Session
-from supervisor.core import Supervisor
+from supervisor.api import HostSupervisor
 from supervisor.fleet.node import FleetNode
 
 log = logging.getLogger("bot")
@@ -109,7 +109,7 @@ class TelegramBot:
     """Commands and buttons in, alerts out, for the allowed chats only."""
 
     def __init__(
-        self, settings: BotSettings, supervisor: Supervisor, systemd: SystemdNotifier
+        self, settings: BotSettings, supervisor: HostSupervisor, systemd: SystemdNotifier
     ) -> None:
         token = settings.token
         assert token, "checked by the caller"

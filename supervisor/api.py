@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING, Protocol
 
 from supervisor.agent.types import Workspace
 from supervisor.bus import Subscription
-from supervisor.control import EventRecord
 from supervisor.diagnosis.types import EvidencePack, Verdict
-from supervisor.events import WorkflowStatus
+from supervisor.events import EventRecord, WorkflowStatus
 
 if TYPE_CHECKING:
+    from supervisor.agentsettings import AgentSettings
     from supervisor.fleet.registry import NodeInfo
+    from supervisor.secrets import Redactor
+    from supervisor.settings import SupervisorSettings
     from supervisor.heal.store import Proposal
 
 
@@ -105,3 +107,22 @@ class SupervisorAPI(Protocol):
     async def nodes(self) -> list[NodeInfo]:
         """The fleet's nodes with their liveness; empty on a single node."""
         ...
+
+
+class HostSupervisor(SupervisorAPI, Protocol):
+    """This host's supervisor as the program that runs it sees it: the API, its lifecycle
+    and its settings. The bot's wiring (``bot.service``) needs this much; every other
+    part of the bot only ``SupervisorAPI``."""
+
+    settings: SupervisorSettings
+    agent_settings: AgentSettings
+    redactor: Redactor
+    reaped: tuple[str, ...]  # workflows a killed run left behind, ended at this start
+
+    async def open(self) -> object:
+        """Open the control DB (the event log exists once this returns)."""
+        ...
+
+    async def startup(self) -> None: ...
+
+    async def shutdown(self) -> None: ...

@@ -34,7 +34,6 @@ from sqlalchemy import (
     Table,
     Text,
     delete,
-    func,
     insert,
     select,
     update,
@@ -44,7 +43,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from supervisor.dbengine import lock_schema, make_engine
 from supervisor.eventcodec import encode_event
-from supervisor.events import Event, IncidentCause, ProcessState
+from supervisor.events import Event, EventRecord, IncidentCause, ProcessState
 
 SCHEMA_VERSION = 2
 ERROR_REPEAT_WINDOW = timedelta(hours=24)
@@ -122,16 +121,6 @@ class ControlDBError(RuntimeError):
 
 class SchemaTooNew(ControlDBError):
     """The control DB was written by a newer release of the supervisor."""
-
-
-@dataclass(frozen=True, slots=True)
-class EventRecord:
-    """An event as stored: enough to list a workflow's history."""
-
-    time: datetime
-    workflow: str
-    kind: str
-    detail: str
 
 
 @dataclass(slots=True)
@@ -251,25 +240,6 @@ class ControlDB:
     def save_memory(self, name: str, remembered: Memory) -> None:
         with self.engine.begin() as conn:
             _save_memory(conn, name, remembered)
-
-
-def last_event_id(conn: Connection) -> int:
-    """The id of the newest event in the log (0 when there is none)."""
-    return int(conn.execute(select(func.max(events.c.id))).scalar() or 0)
-
-
-def events_after(
-    conn: Connection, event_id: int, limit: int = 1000, workflows: list[str] | None = None
-) -> list[tuple[int, str]]:
-    """Stored events newer than ``event_id``, oldest first, as (id, JSON payload); only
-    those of ``workflows`` when given (a fleet node's own)."""
-    query = select(events.c.id, events.c.payload).where(
-        events.c.id > event_id, events.c.payload.is_not(None)
-    )
-    if workflows is not None:
-        query = query.where(events.c.workflow.in_(workflows))
-    rows = conn.execute(query.order_by(events.c.id).limit(limit)).all()
-    return [(int(row.id), str(row.payload)) for row in rows]
 
 
 def _memory_of(row: Any) -> Memory:

@@ -27,7 +27,7 @@ from supervisor.agentsettings import AgentSettings
 from supervisor.api import SupervisorError, UnknownWorkflow
 from supervisor.bus import EventBus, Subscription
 from supervisor.config import ResolvedWorkflow
-from supervisor.control import ControlDB, EventRecord, Incident, Memory
+from supervisor.control import ControlDB, Incident, Memory
 from supervisor.diagnosis.diagnose import Diagnoser
 from supervisor.diagnosis.types import EvidencePack, Verdict
 from supervisor.diagnosis.why import EVIDENCE_EVENTS, Case, explain, gather
@@ -35,6 +35,7 @@ from supervisor.events import (
     Crashed,
     Diagnosed,
     Event,
+    EventRecord,
     Finished,
     GaveUp,
     Hung,

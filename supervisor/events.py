@@ -75,6 +75,16 @@ class WorkflowStatus:
     node: str | None = None  # the fleet node that runs it; None on a single node
 
 
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """An event as stored in the control DB's log: enough to list a workflow's history."""
+
+    time: datetime
+    workflow: str
+    kind: str
+    detail: str
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
     """Base of every event: which workflow, and when (aware UTC)."""

@@ -8,10 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from supervisor.config import ResolvedWorkflow
-from supervisor.control import EventRecord
 from supervisor.diagnosis.evidence import DEFAULT_BUDGET, build_pack
 from supervisor.diagnosis.types import EvidencePack
-from supervisor.events import WorkflowStatus
+from supervisor.events import EventRecord, WorkflowStatus
 from supervisor.secrets import REDACTED, Redactor
 from tests.supervisor_harness import resolve, settings
 

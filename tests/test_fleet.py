@@ -4,7 +4,7 @@ Each node has its own data dir and workflow; the stand-in answers a second
 concurrent ``getUpdates`` with 409 as Telegram does, so ``conflicts`` and
 ``peak_polls`` prove there was never more than one poller. The scenario runs
 in one test because starting three bots is the expensive part: steady state,
-``/status`` by node, a command and a tail across nodes, an alert delivered
+``/status`` by node, a command, a tail, the log file and /why across nodes, an alert delivered
 once, a start refused for a name clash and for a second copy of a node, then
 kill -9 of the poller: another node takes over and says so, the dead node is
 reported down, a command for it is refused with when, and its return is said.
@@ -180,6 +180,13 @@ async def test_three_nodes_one_poller_commands_cross_and_a_dead_poller_is_replac
         assert f"<b>{workflow}</b> 🔁 restarted" in restarted.text, restarted.text
         tailed = await command(fake, f"/tail {workflow}")
         assert "worker up" in tailed.text, tailed.text
+        await command(fake, f"/logs {workflow}")
+        [logs] = await fake.wait_for_sent(lambda m: m.document is not None, 1, 30)
+        assert logs.document is not None
+        assert b"worker up" in logs.document.data
+        looking = await command(fake, f"/why {workflow}")
+        # No key here: the rules answer on the node that runs it, from its own evidence.
+        await wait_until(lambda: any("rules" in t for t in (looking.text, *looking.edits)), 30)
 
         # An alert from a node that does not poll is delivered, once.
         order(tmp_path / other, workflow, error="the fetch failed: 503")

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from supervisor.api import SupervisorError
 from supervisor.events import WorkflowStatus
-from supervisor.fleet import commands, lease, registry
+from supervisor.fleet import commands, lease, registry, tables
 from supervisor.fleet.registry import FleetRefused, Identity
 from supervisor.fleet.tables import metadata
 
@@ -44,7 +44,8 @@ def test_one_holder_at_a_time_and_a_lapsed_lease_passes_on(engine: sa.Engine) ->
     with engine.begin() as conn:
         assert lease.hold(conn, "b", ttl=0.5) is None  # a holds it
         renewed = lease.hold(conn, "a", ttl=0.5)
-    assert first is not None and renewed is not None
+    assert first is not None
+    assert renewed is not None
     assert renewed.term == first.term  # a renewal is the same term
     time.sleep(0.6)
     with engine.begin() as conn:
@@ -60,7 +61,8 @@ def test_a_released_lease_is_taken_at_once(engine: sa.Engine) -> None:
         lease.release(conn, "a")
     with engine.begin() as conn:
         taken = lease.hold(conn, "b", ttl=60)
-    assert taken is not None and taken.taken_from == "a"
+    assert taken is not None
+    assert taken.taken_from == "a"
 
 
 def test_the_fence_comes_before_anyone_else_may_take_over() -> None:
@@ -78,7 +80,8 @@ def test_joining_refuses_a_live_copy_and_a_name_a_live_node_runs(engine: sa.Engi
     with engine.begin() as conn, pytest.raises(FleetRefused) as refused:
         registry.join(conn, me("b"), ["etl", "web"], timeout=60)
     assert str(refused.value) == (
-        "workflow 'etl' is configured on node a and on node b; names must be unique across the fleet"
+        "workflow 'etl' is configured on node a and on node b; "
+        "names must be unique across the fleet"
     )
 
 
@@ -137,7 +140,7 @@ def test_a_command_is_claimed_once_answered_and_a_late_one_expires(engine: sa.En
             commands.answer("restart", *commands.outcome(conn, second), "b")
         late = commands.submit(conn, "c", "stop", {"name": "web"})
         conn.execute(
-            sa.update(commands.commands).values(
+            sa.update(tables.commands).values(
                 created_at=sa.func.now() - sa.text("interval '2 minutes'")
             )
         )

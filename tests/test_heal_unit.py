@@ -10,9 +10,9 @@ import pytest
 
 from supervisor.agentsettings import AgentSettings
 from supervisor.claudeclient import redacting_client
-from supervisor.control import EventRecord
 from supervisor.dbengine import make_engine
 from supervisor.diagnosis.types import Verdict
+from supervisor.events import EventRecord
 from supervisor.heal.agent import write_fix
 from supervisor.heal.desk import failed_after
 from supervisor.heal.healer import Healer, HealRefused, allowed_by, policy_of

@@ -32,7 +32,6 @@ from bot.text import (
     parse_duration,
 )
 from bot.transport import html_to_text
-from supervisor.control import EventRecord
 from supervisor.diagnosis.types import Quote, Verdict
 from supervisor.events import (
     EVENT_TYPES,
@@ -40,6 +39,7 @@ from supervisor.events import (
     Diagnosed,
     ErrorReported,
     Event,
+    EventRecord,
     Finished,
     GaveUp,
     HealApplied,

@@ -32,12 +32,11 @@ from typing import Any
 
 from supervisor import logs
 from supervisor.config import ResolvedWorkflow
-from supervisor.control import EventRecord
 from supervisor.diagnosis import repo
 from supervisor.diagnosis.failure import find_failure
 from supervisor.diagnosis.tracebacks import Traceback, find_tracebacks
 from supervisor.diagnosis.types import EvidenceItem, EvidenceKind, EvidencePack
-from supervisor.events import WorkflowStatus
+from supervisor.events import EventRecord, WorkflowStatus
 from supervisor.logs import MARK_TAG
 from supervisor.secrets import REDACTED, Redactor, readable
 

@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from supervisor.control import EventRecord
 from supervisor.diagnosis.tracebacks import Traceback, find_tracebacks, process_signature
-from supervisor.events import WorkflowStatus
+from supervisor.events import EventRecord, WorkflowStatus
 from supervisor.logs import MARK_TAG, STARTING
 
 FAILURE_KINDS = frozenset({"crashed", "hung", "gave_up"})

@@ -17,13 +17,12 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from supervisor.config import ResolvedWorkflow
-from supervisor.control import EventRecord
 from supervisor.diagnosis.diagnose import Diagnoser
 from supervisor.diagnosis.evidence import build_pack, render_event
 from supervisor.diagnosis.rules import classify
 from supervisor.diagnosis.tools import Sources
 from supervisor.diagnosis.types import EvidencePack, Verdict
-from supervisor.events import LIVE_STATES, STATE_LABELS, WorkflowStatus
+from supervisor.events import LIVE_STATES, STATE_LABELS, EventRecord, WorkflowStatus
 from supervisor.secrets import Redactor
 
 EVIDENCE_EVENTS = 20  # the recent events a diagnosis looks at

@@ -27,9 +27,8 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter
 
 from supervisor.api import SupervisorError
-from supervisor.control import EventRecord
 from supervisor.diagnosis.types import EvidencePack, Verdict
-from supervisor.events import WorkflowStatus
+from supervisor.events import EventRecord, WorkflowStatus
 from supervisor.fleet.tables import CHANNEL, commands
 
 if TYPE_CHECKING:

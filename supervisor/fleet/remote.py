@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING, Any
 from supervisor.agent.types import Workspace
 from supervisor.api import SupervisorAPI, SupervisorError, UnknownWorkflow
 from supervisor.bus import Subscription
-from supervisor.control import EventRecord
 from supervisor.diagnosis.types import EvidencePack, Verdict
-from supervisor.events import WorkflowStatus
+from supervisor.events import EventRecord, WorkflowStatus
 from supervisor.fleet.node import FleetNode
 from supervisor.fleet.registry import NodeInfo
 

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from supervisor.config import ResolvedWorkflow
-from supervisor.control import EventRecord
 from supervisor.diagnosis.types import EvidencePack, Verdict
-from supervisor.events import Event, HealApplied, HealProposed, HealRolledBack
+from supervisor.events import Event, EventRecord, HealApplied, HealProposed, HealRolledBack
 from supervisor.heal.healer import Healer, HealRefused
 from supervisor.heal.store import Proposal
 

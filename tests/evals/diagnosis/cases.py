@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.config import load_config
-from supervisor.control import EventRecord
 from supervisor.diagnosis.evidence import build_pack
 from supervisor.diagnosis.types import Category, EvidencePack, Verdict
-from supervisor.events import WorkflowStatus
+from supervisor.events import EventRecord, WorkflowStatus
 from supervisor.secrets import Redactor
 from supervisor.settings import SupervisorSettings
 

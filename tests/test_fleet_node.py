@@ -1,0 +1,117 @@
+"""A fleet node's loops in one process, on a Postgres database of the test's own.
+
+The local supervisor is a stand-in with fixed workflows (the node only asks it
+for names, statuses and events); what is under test is the node: it steps up
+when the lease is free, steps down by itself when it cannot renew it in time
+(before any other node may take over), and takes a Telegram update once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import sqlalchemy as sa
+
+from supervisor.bus import EventBus, Subscription
+from supervisor.events import WorkflowStatus
+from supervisor.fleet import lease
+from supervisor.fleet.node import FleetNode
+from supervisor.settings import FleetSettings
+from tests.conditions import wait_until
+
+pytestmark = pytest.mark.timeout(60)
+FAILOVER = 3.0
+
+
+class Workflows:
+    """The little of a supervisor a node uses."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = names
+        self.bus = EventBus()
+
+    async def status(self, name: str | None = None) -> list[WorkflowStatus]:
+        return [WorkflowStatus(name=n, state="running", pid=7) for n in self.names]
+
+    def events(self) -> Subscription:
+        return self.bus.subscribe()
+
+
+@pytest_asyncio.fixture
+async def engine(postgres_url: str) -> AsyncIterator[sa.Engine]:
+    engine = sa.create_engine(postgres_url)
+    yield engine
+    await asyncio.to_thread(engine.dispose)
+
+
+def make_node(engine: sa.Engine, url: str, name: str = "a", *workflows: str) -> FleetNode:
+    settings = FleetSettings(failover_seconds=FAILOVER, node_timeout_seconds=5)
+    local: Any = Workflows(*workflows)
+    return FleetNode(engine, url, name, settings, local, can_lead=True)
+
+
+async def test_a_node_that_cannot_renew_steps_down_before_the_lease_lapses(
+    engine: sa.Engine, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = make_node(engine, postgres_url, "a", "api")
+    await node.join()
+    await node.start()
+    try:
+        await asyncio.wait_for(node.leading.wait(), 10)
+
+        def unreachable(*_: object) -> None:
+            raise sa.exc.OperationalError("renew", {}, Exception("connection refused"))
+
+        cut_at = time.monotonic()
+        monkeypatch.setattr(lease, "hold", unreachable)
+        await asyncio.wait_for(node.following.wait(), 10)
+        stepped_down = time.monotonic() - cut_at
+        # The last renewal that worked was sent at most one interval before the cut.
+        assert stepped_down <= node.times.fence + node.times.interval
+        assert node.times.fence < node.times.ttl  # so nobody else held it meanwhile
+        with engine.connect() as conn:
+            assert lease.holder(conn).node == "a"  # the lease itself was never renewed again
+    finally:
+        monkeypatch.undo()
+        await node.leave()
+
+
+async def test_a_second_node_waits_and_takes_over_after_a_clean_stop(
+    engine: sa.Engine, postgres_url: str
+) -> None:
+    first, second = (
+        make_node(engine, postgres_url, "a", "api"),
+        make_node(engine, postgres_url, "b"),
+    )
+    took_over: list[str] = []
+
+    async def told(previous: str) -> None:
+        took_over.append(previous)
+
+    second.on_takeover = told
+    await first.join()
+    await first.start()
+    await asyncio.wait_for(first.leading.wait(), 10)
+    await second.join()
+    await second.start()
+    try:
+        await asyncio.sleep(FAILOVER / 2)
+        assert not second.leading.is_set()
+        await first.leave()  # releases the lease: no waiting for it to lapse
+        await asyncio.wait_for(second.leading.wait(), FAILOVER)
+        await wait_until(lambda: took_over == ["a"], 5)
+    finally:
+        await second.leave()
+
+
+async def test_an_update_is_taken_once_across_nodes(engine: sa.Engine, postgres_url: str) -> None:
+    first, second = make_node(engine, postgres_url, "a"), make_node(engine, postgres_url, "b")
+    await first.join()
+    assert await first.first_time(41)
+    assert not await second.first_time(41)
+    assert await second.first_time(42)
