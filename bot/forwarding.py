@@ -83,15 +83,20 @@ class EventForwarder:
         self._workflows = None if workflows is None else list(workflows)
         self._cursor = 0
 
-    def open(self) -> None:
-        """Read the cursor; on the first start it begins at the end of the log (no history)."""
+    @property
+    def workflows(self) -> list[str] | None:
+        return self._workflows
+
+    def open(self, start_after: int | None = None) -> None:
+        """Read the cursor; on the first start it begins at the end of the log (no history),
+        or after ``start_after`` (a headless node's events, from when it joined)."""
         create_tables(self._engine, metadata)
         with self._engine.begin() as conn:
             stored = conn.execute(
                 sa.select(cursors.c.event_id).where(cursors.c.consumer == self._consumer)
             ).scalar()
             if stored is None:
-                stored = last_event_id(conn)
+                stored = last_event_id(conn) if start_after is None else start_after
                 conn.execute(sa.insert(cursors).values(consumer=self._consumer, event_id=stored))
         self._cursor = int(stored)
 

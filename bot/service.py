@@ -7,9 +7,12 @@ console mode differ only in how messages come in and go out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.agent.chat import BridgeView, ChatBridge
 from bot.agent.views import ConsoleView
@@ -33,8 +36,10 @@ from supervisor.fleet.remote import FleetSupervisor
 from supervisor.settings import FleetSettings
 
 log = logging.getLogger("bot")
-# How often the fleet's poller looks for rows other nodes wrote into the shared outbox.
+# How often the fleet's poller looks for rows other nodes wrote into the shared outbox,
+# and for events of headless nodes (python -m supervisor run) to turn into alerts.
 FLEET_OUTBOX_POLL_SECONDS = 0.5
+HEADLESS_POLL_SECONDS = 0.5
 
 
 class Service:
@@ -90,6 +95,8 @@ class Service:
             self.api, self.notifier, self.audit, follow=follow, timezone=alerting.timezone
         )
         composer = AlertComposer(remind_after=alerting.renotify_seconds or None)  # 0: never
+        self.composer = composer
+        self._headless: asyncio.Task[None] | None = None
         self.forwarder = EventForwarder(
             self.engine,
             composer,
@@ -129,12 +136,12 @@ class Service:
         ``deliver`` False leaves delivery and the digest to ``lead``, which
         the node's poller election drives.
         """
+        await self.supervisor.open()  # the event log exists before the forwarder reads it
         if self.node is not None:
             await self.node.join()
         previous = await self.lifecycle.start()
         await self.notifier.start(deliver=deliver)
         await self.chat.interrupted()
-        await self.supervisor.open()  # the event log exists before the forwarder reads it
         await asyncio.to_thread(self.forwarder.open)
         subscription = self.supervisor.events()
         self._forwarding = asyncio.create_task(self.forwarder.run(subscription))
@@ -150,6 +157,7 @@ class Service:
 
     async def stop(self, goodbye: str | None = None, flush_timeout: float = 5.0) -> None:
         """Stop the workflows (their runs resume next start), say goodbye, flush, close."""
+        await self._stop_headless()
         await self.chat.close()
         await self.digest.stop()
         await self.supervisor.shutdown()
@@ -168,9 +176,38 @@ class Service:
         if leading:
             self.notifier.start_delivery()
             self.digest.start()
+            self._headless = asyncio.create_task(self._forward_headless(), name="headless")
         else:
+            await self._stop_headless()
             await self.digest.stop()
             await self.notifier.stop_delivery()
+
+    async def _stop_headless(self) -> None:
+        if self._headless is not None:
+            self._headless.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._headless
+            self._headless = None
+
+    async def _forward_headless(self) -> None:
+        """While this node polls: the events of headless nodes become alerts here, from each
+        one's own cursor, as its bot would have made them."""
+        assert self.node is not None
+        forwarders: dict[str, EventForwarder] = {}
+        while True:
+            try:
+                for node, first_event, names in await self.node.headless():
+                    forwarder = forwarders.get(node)
+                    if forwarder is None or forwarder.workflows != names:
+                        forwarder = EventForwarder(
+                            self.engine, self.composer, self.notifier, node=node, workflows=names
+                        )
+                        await asyncio.to_thread(forwarder.open, first_event)
+                        forwarders[node] = forwarder
+                    await forwarder.replay()
+            except SQLAlchemyError as exc:
+                log.warning("fleet: cannot forward the headless nodes' events: %s", exc)
+            await asyncio.sleep(HEADLESS_POLL_SECONDS)
 
     async def _node_changed(self, change: NodeChange) -> None:
         await self.notifier.enqueue(node_alert(change, self.timezone))

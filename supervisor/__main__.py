@@ -17,14 +17,17 @@ from supervisor.agentsettings import AgentSettings
 from supervisor.config import ResolvedWorkflow
 from supervisor.control import ControlDB, ControlDBError, Memory
 from supervisor.core import Supervisor
+from supervisor.dbengine import make_engine
 from supervisor.diagnosis.diagnose import Diagnoser
 from supervisor.diagnosis.why import EVIDENCE_EVENTS, Case, explain, plain_text, verdict_json
 from supervisor.eventcodec import encode_event
 from supervisor.events import LIVE_STATES, STATE_LABELS, ProcessState, WorkflowStatus, own_word
 from supervisor.fdlimit import raise_fd_limit
+from supervisor.fleet.node import FleetNode
+from supervisor.fleet.registry import FleetRefused
 from supervisor.pidfiles import group_alive, read_pidfiles
 from supervisor.secrets import Redactor, secret_values
-from supervisor.settings import SupervisorSettings
+from supervisor.settings import FleetSettings, SupervisorSettings
 from supervisor.startup import StartupError, load_supervision
 from supervisor.statedb import StateSnapshot, read_state
 
@@ -50,10 +53,35 @@ async def _run(
                 print(f"{stamp} {event.workflow} {event.kind}: {event.detail}", flush=True)
 
     printing = asyncio.create_task(printer())
+    node = _headless_node(settings, supervisor)
+    if node is not None:
+        await supervisor.open()
+        await node.join()  # FleetRefused: a name clash, before any workflow starts
     await supervisor.startup()
+    if node is not None:
+        await node.start()
     await stop.wait()
     await supervisor.shutdown()
+    if node is not None:
+        await node.leave()
     await printing
+
+
+def _headless_node(settings: SupervisorSettings, supervisor: Supervisor) -> FleetNode | None:
+    """In a fleet (Postgres): a node that never polls Telegram; the poller turns its events
+    into alerts and sends it the commands for its workflows."""
+    if not settings.fleet:
+        return None
+    engine = make_engine(settings.control_db_url)
+    return FleetNode(
+        engine,
+        settings.control_db_url,
+        settings.node,
+        FleetSettings(),
+        supervisor,
+        can_lead=False,
+        forwards=False,
+    )
 
 
 def _status(settings: SupervisorSettings, workflows: list[ResolvedWorkflow]) -> None:
@@ -205,7 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "why":
         return asyncio.run(_why(settings, workflows, args.name, as_json=args.json))
     raise_fd_limit(len(workflows))
-    asyncio.run(_run(settings, workflows, args.json))
+    try:
+        asyncio.run(_run(settings, workflows, args.json))
+    except FleetRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return 0
 
 

@@ -17,9 +17,9 @@ from supervisor.events import EventRecord, WorkflowStatus
 if TYPE_CHECKING:
     from supervisor.agentsettings import AgentSettings
     from supervisor.fleet.registry import NodeInfo
+    from supervisor.heal.store import Proposal
     from supervisor.secrets import Redactor
     from supervisor.settings import SupervisorSettings
-    from supervisor.heal.store import Proposal
 
 
 class SupervisorError(Exception):

@@ -81,9 +81,11 @@ class Fleet:
             LOG_LEVEL="INFO",
         )
 
-    def start(self, node: str, workflow: str) -> subprocess.Popen[str]:
+    def start(self, node: str, workflow: str, program: str = "bot") -> subprocess.Popen[str]:
+        """``program``: ``bot`` (``python -m bot``) or ``supervisor`` (headless, ``run``)."""
+        argv = ["-m", "bot"] if program == "bot" else ["-m", "supervisor", "run"]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bot"],
+            [sys.executable, *argv],
             env=self.env(node, workflow),
             stdout=subprocess.DEVNULL,
             stderr=open(self.tmp_path / f"{node}.log", "a", encoding="utf-8"),  # noqa: SIM115
@@ -227,3 +229,27 @@ async def test_three_nodes_one_poller_commands_cross_and_a_dead_poller_is_replac
         assert (fake.conflicts, fake.peak_polls) == (0, 1)
         for text in ("the fetch failed: 503", down):
             assert len(fake.sent_matching(alert(text))) == 1, text
+
+
+async def test_a_headless_node_is_commanded_and_alerts_through_the_poller(
+    tmp_path: Path, fake: FakeBotAPI, postgres_url: str
+) -> None:
+    async with fleet_of(tmp_path, fake, postgres_url) as fleet:
+        fleet.start("node-a", "wa")
+        fleet.start("node-h", "wh", program="supervisor")
+        await fake.wait_for_sent(alert("bot up on node node-a: wa"), 1, BOT_START_SECONDS)
+
+        async def both_running() -> bool:
+            shown = (await command(fake, "/status")).text
+            return "<b>wh</b> running" in shown and "<b>wa</b> running" in shown
+
+        deadline = time.monotonic() + BOT_START_SECONDS
+        while not await both_running():
+            assert time.monotonic() < deadline, "the headless node's workflow never ran"
+            await asyncio.sleep(0.5)
+        restarted = await command(fake, "/restart wh")
+        assert "<b>wh</b> 🔁 restarted" in restarted.text, restarted.text
+        order(tmp_path / "node-h", "wh", error="headless fetch failed: 502")
+        await fake.wait_for_sent(alert("headless fetch failed: 502"), 1, 20)
+        await asyncio.sleep(1.5)  # a few more rounds of the poller's forwarding
+        assert len(fake.sent_matching(alert("headless fetch failed: 502"))) == 1

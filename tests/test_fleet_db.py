@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
 from supervisor.api import SupervisorError
-from supervisor.events import WorkflowStatus
+from supervisor.control import ControlDB
+from supervisor.events import Started, WorkflowStatus
 from supervisor.fleet import commands, lease, registry, tables
 from supervisor.fleet.registry import FleetRefused, Identity
 from supervisor.fleet.tables import metadata
@@ -24,6 +26,7 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture
 def engine(postgres_url: str) -> Iterator[sa.Engine]:
+    ControlDB(postgres_url).close()  # the event log a joining node reads its start from
     engine = sa.create_engine(postgres_url)
     metadata.create_all(engine)
     yield engine
@@ -92,7 +95,7 @@ def test_the_names_of_a_node_that_is_down_pass_on(engine: sa.Engine) -> None:
     time.sleep(0.4)
     with engine.begin() as conn:
         taken = registry.join(conn, me("b"), ["api"], timeout=0.3)
-        assert registry.owner(conn, "api") is None  # b publishes it next
+        assert registry.owner(conn, "api") == "b"
     assert taken == ["api (from a)"]
 
 
@@ -158,3 +161,20 @@ def test_a_restarted_node_fails_what_its_previous_run_left_running(engine: sa.En
         assert commands.abandon_running(conn, "b") == 1
         with pytest.raises(SupervisorError, match="node b restarted while running it"):
             commands.answer("restart", *commands.outcome(conn, command), "b")
+
+
+def test_a_headless_node_is_listed_with_its_workflows_and_where_its_alerts_start(
+    engine: sa.Engine, postgres_url: str
+) -> None:
+    control = ControlDB(postgres_url)
+    try:
+        before = control.record(Started(workflow="older", time=datetime.now(UTC), pid=1))
+    finally:
+        control.close()
+    headless = Identity("gpu", "run-1", "host", 1, forwards=False)
+    with engine.begin() as conn:
+        registry.join(conn, me("a"), ["api"], timeout=60)
+        registry.join(conn, headless, ["train", "eval"], timeout=60)
+        assert registry.headless(conn) == [("gpu", before, ["train", "eval"])]
+        # Known at once, before the node publishes: a command finds its node.
+        assert registry.owner(conn, "eval") == "gpu"

@@ -18,6 +18,7 @@ import pytest_asyncio
 import sqlalchemy as sa
 
 from supervisor.bus import EventBus, Subscription
+from supervisor.control import ControlDB
 from supervisor.events import WorkflowStatus
 from supervisor.fleet import lease
 from supervisor.fleet.node import FleetNode
@@ -44,6 +45,7 @@ class Workflows:
 
 @pytest_asyncio.fixture
 async def engine(postgres_url: str) -> AsyncIterator[sa.Engine]:
+    ControlDB(postgres_url).close()  # the event log a joining node reads its start from
     engine = sa.create_engine(postgres_url)
     yield engine
     await asyncio.to_thread(engine.dispose)

@@ -63,11 +63,13 @@ class FleetNode:
         supervisor: SupervisorAPI,
         *,
         can_lead: bool,
+        forwards: bool = True,
         timezone: tzinfo = UTC,
     ) -> None:
-        """``timezone``: the one times are shown in (the chat's ``ALERT_TIMEZONE``)."""
+        """``forwards`` False: a headless node, whose events the poller turns into alerts;
+        ``timezone``: the one times are shown in (the chat's ``ALERT_TIMEZONE``)."""
         self.engine = engine
-        self.me = Identity(node, uuid.uuid4().hex, socket.gethostname(), os.getpid())
+        self.me = Identity(node, uuid.uuid4().hex, socket.gethostname(), os.getpid(), forwards)
         self.settings = settings
         self.times = lease.LeaseTimes.for_failover(settings.failover_seconds)
         self.beat_seconds = min(5.0, settings.node_timeout_seconds / 6)
@@ -145,6 +147,10 @@ class FleetNode:
 
     async def view(self) -> tuple[list[NodeInfo], Published]:
         return await self._db(registry.view, self.settings.node_timeout_seconds)
+
+    async def headless(self) -> list[tuple[str, int, list[str]]]:
+        """Headless nodes: name, the event id their alerts start after, their workflows."""
+        return await self._db(registry.headless)
 
     async def owner(self, workflow: str) -> str | None:
         return await self._db(registry.owner, workflow)

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter
 from sqlalchemy.dialects.postgresql import insert
 
+from supervisor.control import events
 from supervisor.events import WorkflowStatus
 from supervisor.fleet.tables import nodes, workflows
 
@@ -39,6 +40,7 @@ class Identity:
     instance: str
     host: str
     pid: int
+    forwards: bool = True  # it turns its own events into alerts (a bot); False: headless
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,27 +103,20 @@ def join(conn: sa.Connection, me: Identity, names: Sequence[str], timeout: float
             f"{me.node}; names must be unique across the fleet"
         )
     now = sa.func.now()
-    upsert = insert(nodes).values(
-        node=me.node,
-        instance=me.instance,
-        host=me.host,
-        pid=me.pid,
-        started_at=now,
-        seen_at=now,
-        stopped_at=None,
-    )
+    values = {
+        "instance": me.instance,
+        "host": me.host,
+        "pid": me.pid,
+        "started_at": now,
+        "seen_at": now,
+        "stopped_at": None,
+        "forwards": me.forwards,
+        "first_event": sa.select(sa.func.coalesce(sa.func.max(events.c.id), 0)).scalar_subquery(),
+    }
     conn.execute(
-        upsert.on_conflict_do_update(
-            index_elements=[nodes.c.node],
-            set_={
-                "instance": me.instance,
-                "host": me.host,
-                "pid": me.pid,
-                "started_at": now,
-                "seen_at": now,
-                "stopped_at": None,
-            },
-        )
+        insert(nodes)
+        .values(node=me.node, **values)
+        .on_conflict_do_update(index_elements=[nodes.c.node], set_=values)
     )
     conn.execute(
         sa.delete(workflows).where(
@@ -131,7 +126,38 @@ def join(conn: sa.Connection, me: Identity, names: Sequence[str], timeout: float
             )
         )
     )
+    for position, name in enumerate(names):  # known at once, before the first publish
+        conn.execute(
+            insert(workflows)
+            .values(
+                workflow=name,
+                node=me.node,
+                position=position,
+                status=encode_status(WorkflowStatus(name=name, state="stopped")),
+                updated_at=now,
+            )
+            .on_conflict_do_update(
+                index_elements=[workflows.c.workflow],
+                set_={"node": me.node, "position": position},
+            )
+        )
     return [f"{row.workflow} (from {row.node})" for row in owners]
+
+
+def headless(conn: sa.Connection) -> list[tuple[str, int, list[str]]]:
+    """The nodes whose events the poller forwards: name, first event id, workflows."""
+    rows = conn.execute(
+        sa.select(nodes.c.node, nodes.c.first_event, workflows.c.workflow)
+        .select_from(nodes.join(workflows, workflows.c.node == nodes.c.node, isouter=True))
+        .where(nodes.c.forwards.is_(False))
+        .order_by(nodes.c.node, workflows.c.position)
+    ).all()
+    found: dict[str, tuple[int, list[str]]] = {}
+    for row in rows:
+        _, names = found.setdefault(row.node, (int(row.first_event), []))
+        if row.workflow is not None:
+            names.append(row.workflow)
+    return [(node, first, names) for node, (first, names) in found.items()]
 
 
 def beat(conn: sa.Connection, me: Identity) -> bool:

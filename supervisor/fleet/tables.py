@@ -25,6 +25,10 @@ nodes = sa.Table(
     sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("stopped_at", sa.DateTime(timezone=True)),  # a clean stop: not "down"
     sa.Column("down_since", sa.DateTime(timezone=True)),  # set once the poller said it is down
+    # False for a headless node (python -m supervisor run): the poller forwards its events,
+    # from the event log's end when it joined (first_event) on.
+    sa.Column("forwards", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("first_event", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 # Each workflow's owner and its status as the owner last published it (on change).
