@@ -35,6 +35,8 @@ from bot.render import (
     stop_button,
     tail_message,
 )
+from bot.statuspages import ACTION as PAGES
+from bot.statuspages import list_page, overview_page, paged
 from bot.text import Message, esc, esc_clip, format_duration, parse_duration
 from bot.transport import Document
 from bot.why import evidence_document, looking_message, verdict_message
@@ -249,6 +251,8 @@ class CommandRouter:
                 return Reply([greeting(await self.api.status())])
             case "status":
                 return await self._status(args)
+            case "statuspage":
+                return await self._status_page(args)
             case "workflows":
                 return Reply([names_message(await self.api.status())])
             case "start" | "stop" | "restart" | "pause" | "resume":
@@ -291,22 +295,43 @@ class CommandRouter:
 
     async def _status(self, args: list[str]) -> Reply:
         if not args:
-            now = self.clock()
-            note = mutes_line(await self.muter.mutes(), self.timezone, now)
-            nodes = await self.api.nodes()
-            statuses = await self.api.status()
-            messages = (
-                fleet_overview(statuses, nodes, note, self.timezone, now.timestamp())
-                if nodes
-                else overview(statuses, note)
-            )
-            buttons, _ = name_buttons("status", [status.name for status in statuses])
-            return Reply([*messages[:-1], replace(messages[-1], buttons=buttons)])
+            return await self._overview()
         name = self._name("status", args)
         [status] = await self.api.status(name)
         events = await self.api.recent_events(name, 5)
         audit = await asyncio.to_thread(self.audit.recent, name, 3)
         return Reply([detail(status, events, audit, self.clock())])
+
+    async def _overview(self, key: str | None = None) -> Reply:
+        """Every workflow, by node in a fleet; past a page of them the overview with pages
+        (``key``: the reply whose message a page button turns back into it)."""
+        now = self.clock()
+        note = mutes_line(await self.muter.mutes(), self.timezone, now)
+        nodes = await self.api.nodes()
+        statuses = await self.api.status()
+        if paged(statuses):
+            key = key or uuid.uuid4().hex[:8]
+            page = overview_page(
+                statuses, nodes, note=note, tz=self.timezone, now=now.timestamp(), key=key
+            )
+            return Reply([page], key=f"{PAGES}:{key}")
+        messages = (
+            fleet_overview(statuses, nodes, note, self.timezone, now.timestamp())
+            if nodes
+            else overview(statuses, note)
+        )
+        buttons, _ = name_buttons("status", [status.name for status in statuses])
+        return Reply([*messages[:-1], replace(messages[-1], buttons=buttons)])
+
+    async def _status_page(self, args: list[str]) -> Reply:
+        """A page button of a long ``/status``: the same message becomes that page."""
+        if len(args) != 2 or not args[1].isdecimal():
+            raise Usage("usage: a page button of /status")
+        key, number = args[0], int(args[1])
+        if number == 0:
+            return await self._overview(key)
+        page = list_page(await self.api.status(), number, key)
+        return Reply([page], key=f"{PAGES}:{key}")
 
     async def _control(self, command: str, args: list[str]) -> Reply:
         name = self._name(command, args)

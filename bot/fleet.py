@@ -66,12 +66,12 @@ def fleet_overview(
         own = [status for status in statuses if status.node == info.node]
         if not own and not info.alive:
             continue  # an old node with nothing configured: history, not news
-        blocks.append(f"\n{_node_line(info, own, tz, now)}")
+        blocks.append(f"\n{node_line(info, own, tz, now)}")
         blocks += [status_line(status) for status in own]
     return pack(blocks, header=header)
 
 
-def _node_line(info: NodeInfo, own: Sequence[WorkflowStatus], tz: tzinfo, now: float) -> str:
+def node_line(info: NodeInfo, own: Sequence[WorkflowStatus], tz: tzinfo, now: float) -> str:
     name = f"<b>{esc(info.node)}</b>"
     counts = overview_counts(own) if own else "no workflows"
     if info.alive:

@@ -173,7 +173,7 @@ def tail_message(name: str, lines: Sequence[str], *, following: str = "") -> Mes
 def names_message(statuses: Sequence[WorkflowStatus]) -> Message:
     """The configured names in one message; past the limit, a count of the rest."""
     text = "<b>Workflows</b>"
-    lines = [_name_line(status) for status in statuses] or ["none configured"]
+    lines = [name_line(status) for status in statuses] or ["none configured"]
     for index, line in enumerate(lines):
         if len(text) + 1 + len(line) + MORE_RESERVE > TELEGRAM_LIMIT:
             return Message(f"{text}\n… and {len(lines) - index} more; /status lists them all")
@@ -181,7 +181,7 @@ def names_message(statuses: Sequence[WorkflowStatus]) -> Message:
     return Message(text)
 
 
-def _name_line(status: WorkflowStatus) -> str:
+def name_line(status: WorkflowStatus) -> str:
     icon, word = STATE_LABELS[status.state]
     return f"{icon} <code>{esc_clip(status.name, NAME_IN_LIST)}</code> {word}"
 

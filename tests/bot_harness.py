@@ -198,11 +198,14 @@ async def bot_running(
     *,
     fake: FakeBotAPI | None = None,
     systemd: SystemdNotifier | None = None,
+    conf: SupervisorSettings | None = None,
     **overrides: Any,
 ) -> AsyncIterator[BotRig]:
-    """A started bot (its hello delivered); on exit it is stopped as SIGTERM would."""
+    """A started bot (its hello delivered); on exit it is stopped as SIGTERM would.
+
+    ``conf``: the supervisor's settings (``settings(tmp_path)`` by default)."""
     server = fake or FakeBotAPI(TOKEN).start()
-    conf = settings(tmp_path)
+    conf = conf or settings(tmp_path)
     flows = resolve(tmp_path, conf, *(default_tables(tmp_path) if tables is None else tables))
     supervisor = Supervisor(conf, flows, redactor=Redactor([server.token]))  # as python -m bot
     install_redaction([server.token])  # as ``python -m bot`` does
