@@ -7,6 +7,7 @@ fraction of a second is waited out on the server's clock.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,6 +21,8 @@ from supervisor.events import Started, WorkflowStatus
 from supervisor.fleet import commands, lease, registry, tables
 from supervisor.fleet.registry import FleetRefused, Identity
 from supervisor.fleet.tables import metadata
+from supervisor.heal.store import Proposal
+from supervisor.heal.types import GateResult
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -178,3 +181,31 @@ def test_a_headless_node_is_listed_with_its_workflows_and_where_its_alerts_start
         assert registry.headless(conn) == [("gpu", before, ["train", "eval"])]
         # Known at once, before the node publishes: a command finds its node.
         assert registry.owner(conn, "eval") == "gpu"
+
+
+def test_a_fix_and_its_patch_travel_whole_between_nodes() -> None:
+    proposal = Proposal(
+        id="p1",
+        workflow="api",
+        signature="KeyError@api.py:3",
+        status="pending",
+        created_at=1.5,
+        base="a" * 40,
+        branch="heal/api/1",
+        worktree="/tmp/wt",
+        diff="--- a/api.py\n+++ b/api.py\n",
+        files=1,
+        added=1,
+        removed=1,
+        gates=(GateResult("smoke", True, "alive at 2.0s"),),
+        rationale=("read the right key",),
+        cause="a wrong key",
+        cost_usd=0.01,
+    )
+    for verb in ("fix", "heal_apply", "heal_reject"):
+        codec = commands.VERBS[verb]
+        assert codec.decode(json.loads(json.dumps(codec.encode(proposal)))) == proposal
+    patch = commands.VERBS["heal_patch"]
+    sent = ("api-p1.patch", b"\x00binary\xff")
+    assert patch.decode(json.loads(json.dumps(patch.encode(sent)))) == sent
+    assert commands.VERBS["fix"].wait_seconds > commands.VERBS["restart"].wait_seconds

@@ -9,8 +9,8 @@ stores the answer with a ``done:<id>`` notification. A row older than
 ``/restart`` typed minutes ago, while the node was away, is not done late.
 
 Every verb and how its answer travels as JSON is in ``VERBS``, the one list
-of what may cross nodes; the agent bridge and heal are not in it (they work
-in the workflow's directory, on its own host).
+of what may cross nodes; the agent bridge is not in it (a conversation works
+in the workflow's directory: it stays with the node that serves the chat).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from supervisor.api import SupervisorError
 from supervisor.diagnosis.types import EvidencePack, Verdict
 from supervisor.events import EventRecord, WorkflowStatus
 from supervisor.fleet.tables import CHANNEL, commands
+from supervisor.heal.store import Proposal
 
 if TYPE_CHECKING:
     from supervisor.api import SupervisorAPI
@@ -48,6 +49,7 @@ class Verb:
     run: Callable[[SupervisorAPI, dict[str, Any]], Awaitable[Any]]
     encode: Callable[[Any], Any]
     decode: Callable[[Any], Any]
+    wait_seconds: float = 60.0  # how long the asking node waits for the answer
 
 
 def _adapted(kind: Any) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
@@ -86,14 +88,41 @@ async def _recent(api: SupervisorAPI, args: dict[str, Any]) -> Any:
     return await api.recent_events(args["name"], int(args["limit"]))
 
 
+async def _fix(api: SupervisorAPI, args: dict[str, Any]) -> Any:
+    return await api.fix(args["name"], args.get("note"))
+
+
+def _decision(verb: str) -> Callable[[SupervisorAPI, dict[str, Any]], Awaitable[Any]]:
+    """A heal button (apply, reject, roll back): by proposal id, with its approver."""
+
+    async def run(api: SupervisorAPI, args: dict[str, Any]) -> Any:
+        return await getattr(api, verb)(args["proposal"], args["approver"])
+
+    return run
+
+
+async def _patch(api: SupervisorAPI, args: dict[str, Any]) -> Any:
+    return await api.heal_patch(args["proposal"])
+
+
 VERBS: dict[str, Verb] = {
     **{verb: _lifecycle(verb) for verb in ("start", "stop", "restart", "pause", "resume")},
     "status": Verb(_status, *_adapted(list[WorkflowStatus])),
     "tail": Verb(_tail, *_adapted(list[str])),
     "log_bytes": Verb(_log_bytes, lambda data: base64.b64encode(data).decode(), base64.b64decode),
-    "why": Verb(_why, *_adapted(Verdict)),
+    "why": Verb(_why, *_adapted(Verdict), wait_seconds=180.0),
     "evidence": Verb(_evidence, *_adapted(EvidencePack)),
     "recent_events": Verb(_recent, *_adapted(list[EventRecord])),
+    # Heal runs where the workflow runs (its worktree, its smoke run): a fix takes minutes.
+    "fix": Verb(_fix, *_adapted(Proposal), wait_seconds=900.0),
+    "heal_apply": Verb(_decision("heal_apply"), *_adapted(Proposal), wait_seconds=180.0),
+    "heal_reject": Verb(_decision("heal_reject"), *_adapted(Proposal)),
+    "heal_rollback": Verb(_decision("heal_rollback"), *_adapted(str), wait_seconds=180.0),
+    "heal_patch": Verb(
+        _patch,
+        lambda patch: [patch[0], base64.b64encode(patch[1]).decode()],
+        lambda pair: (pair[0], base64.b64decode(pair[1])),
+    ),
 }
 
 

@@ -46,7 +46,6 @@ log = logging.getLogger("supervisor.fleet")
 T = TypeVar("T")
 
 COMMAND_POLL_SECONDS = 1.0  # the fallback when a notification is missed
-COMMAND_WAIT_SECONDS = 60.0  # how long the poller waits for another node's answer
 PUBLISH_DEBOUNCE_SECONDS = 0.2
 KEEP_SECONDS = 86400.0  # answered commands and handled update ids
 
@@ -87,6 +86,7 @@ class FleetNode:
         self._publish_due: set[str] = set()
         self._publish_wake = asyncio.Event()
         self._answers: dict[int, asyncio.Event] = {}
+        self.owners: dict[str, str] = {}  # every workflow of the fleet -> its node (a cache)
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -100,6 +100,7 @@ class FleetNode:
         names = list(self._supervisor.names)
         await self._db(create_tables, metadata)
         taken = await self._db(self._join, names)
+        self.owners = await self._db(registry.owners)
         for name in taken:
             log.warning("fleet: workflow %s now runs on %s", name, self.name)
 
@@ -146,7 +147,9 @@ class FleetNode:
     # -- what the poller asks ----------------------------------------------------------------
 
     async def view(self) -> tuple[list[NodeInfo], Published]:
-        return await self._db(registry.view, self.settings.node_timeout_seconds)
+        infos, published = await self._db(registry.view, self.settings.node_timeout_seconds)
+        self.owners = {status.name: node for node, status in published}
+        return infos, published
 
     async def headless(self) -> list[tuple[str, int, list[str]]]:
         """Headless nodes: name, the event id their alerts start after, their workflows."""
@@ -164,7 +167,8 @@ class FleetNode:
             raise SupervisorError(f"node {node} is {_off(info)}{since}")
         command_id = await self._db(commands.submit, node, verb, args)
         done = self._answers.setdefault(command_id, asyncio.Event())
-        deadline = time.monotonic() + COMMAND_WAIT_SECONDS
+        wait = commands.VERBS[verb].wait_seconds
+        deadline = time.monotonic() + wait
         try:
             while True:
                 state, result = await self._db(commands.outcome, command_id)
@@ -172,9 +176,7 @@ class FleetNode:
                     return commands.answer(verb, state, result, node)
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise SupervisorError(
-                        f"node {node} did not answer within {COMMAND_WAIT_SECONDS:.0f}s"
-                    )
+                    raise SupervisorError(f"node {node} did not answer within {wait:.0f}s")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(done.wait(), min(left, COMMAND_POLL_SECONDS))
                 done.clear()
@@ -201,6 +203,7 @@ class FleetNode:
             try:
                 if not await self._db(registry.beat, self.me):
                     log.error("fleet: another run took over node %s's row", self.name)
+                self.owners = await self._db(registry.owners)
                 if self.leading.is_set():
                     await self._watch_nodes()
                 await self._db(self._prune)

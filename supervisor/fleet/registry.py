@@ -219,6 +219,12 @@ def view(conn: sa.Connection, timeout: float) -> tuple[list[NodeInfo], Published
     return infos, [(row.node, decode_status(row.status)) for row in published]
 
 
+def owners(conn: sa.Connection) -> dict[str, str]:
+    """Every workflow of the fleet and the node that runs it."""
+    rows = conn.execute(sa.select(workflows.c.workflow, workflows.c.node)).all()
+    return {str(row.workflow): str(row.node) for row in rows}
+
+
 def owner(conn: sa.Connection, workflow: str) -> str | None:
     return conn.execute(
         sa.select(workflows.c.node).where(workflows.c.workflow == workflow)

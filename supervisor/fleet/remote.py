@@ -2,19 +2,22 @@
 
 ``status()`` of everything reads what each node published (no round trip
 per node); every other call about a workflow on another node is a command
-its node runs (``supervisor.fleet.commands``). The agent bridge and heal
-work in a workflow's directory, so they are refused for a workflow that
-runs elsewhere, with a line saying where.
+its node runs (``supervisor.fleet.commands``). Heal runs on the workflow's
+node too (``/fix``, and its buttons by the proposal's workflow). The agent
+bridge works in a workflow's directory with the person who asked, so it is
+refused for a workflow that runs elsewhere, with a line saying where.
 
-``names`` is synchronous in the protocol, so the fleet's names are a cache,
-refreshed by every ``status()`` and by ``refresh`` on the node's heartbeat.
+``names`` is synchronous in the protocol, so the fleet's names are the
+node's cache of who runs what (``FleetNode.owners``), refreshed on its
+heartbeat and by every ``status()``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from supervisor.agent.types import Workspace
 from supervisor.api import SupervisorAPI, SupervisorError, UnknownWorkflow
@@ -23,9 +26,7 @@ from supervisor.diagnosis.types import EvidencePack, Verdict
 from supervisor.events import EventRecord, WorkflowStatus
 from supervisor.fleet.node import FleetNode
 from supervisor.fleet.registry import NodeInfo
-
-if TYPE_CHECKING:
-    from supervisor.heal.store import Proposal
+from supervisor.heal.store import Proposal, ProposalStore
 
 
 class FleetSupervisor:
@@ -34,14 +35,17 @@ class FleetSupervisor:
     def __init__(self, local: SupervisorAPI, node: FleetNode) -> None:
         self.local = local
         self.node = node
-        self._remote: dict[str, str] = {}  # workflow -> node, for the others' workflows
+        self._store: ProposalStore | None = None
 
     @property
     def names(self) -> Sequence[str]:
         return [*self.local.names, *self._remote]
 
-    async def refresh(self) -> None:
-        await self.nodes_and_statuses()
+    @property
+    def _remote(self) -> dict[str, str]:
+        """The other nodes' workflows and their nodes."""
+        mine = set(self.local.names)
+        return {name: node for name, node in self.node.owners.items() if name not in mine}
 
     async def nodes(self) -> list[NodeInfo]:
         return (await self.nodes_and_statuses())[0]
@@ -50,7 +54,6 @@ class FleetSupervisor:
         """Every node, and every workflow's status tagged with its node (local ones live)."""
         infos, published = await self.node.view()
         mine = set(self.local.names)
-        self._remote = {s.name: node for node, s in published if s.name not in mine}
         local = [dataclasses.replace(s, node=self.node.name) for s in await self.local.status()]
         others = [
             dataclasses.replace(status, node=node, heartbeat_age=None)
@@ -132,20 +135,39 @@ class FleetSupervisor:
         return await self.local.workspace(name)
 
     async def fix(self, name: str, note: str | None = None) -> Proposal:
-        await self._here(name, "heal")
-        return await self.local.fix(name, note)
+        proposal: Proposal = await self._ask(name, "fix", note=note)
+        return proposal
+
+    async def _decide(self, verb: str, proposal: str, **args: Any) -> Any:
+        """A heal button goes to the node of the proposal's workflow (proposals are shared)."""
+        stored = await asyncio.to_thread(self._proposals().get, proposal)
+        owner = None if stored is None else await self._where(stored.workflow)
+        if stored is None or owner is None:
+            return await getattr(self.local, verb)(proposal, *args.values())
+        return await self.node.call(
+            owner, verb, {"name": stored.workflow, "proposal": proposal, **args}
+        )
+
+    def _proposals(self) -> ProposalStore:
+        if self._store is None:
+            self._store = ProposalStore(self.node.engine)
+        return self._store
 
     async def heal_apply(self, proposal: str, approver: str) -> Proposal:
-        return await self.local.heal_apply(proposal, approver)
+        applied: Proposal = await self._decide("heal_apply", proposal, approver=approver)
+        return applied
 
     async def heal_reject(self, proposal: str, approver: str) -> Proposal:
-        return await self.local.heal_reject(proposal, approver)
+        rejected: Proposal = await self._decide("heal_reject", proposal, approver=approver)
+        return rejected
 
     async def heal_rollback(self, proposal: str, approver: str) -> str:
-        return await self.local.heal_rollback(proposal, approver)
+        commit: str = await self._decide("heal_rollback", proposal, approver=approver)
+        return commit
 
     async def heal_patch(self, proposal: str) -> tuple[str, bytes]:
-        return await self.local.heal_patch(proposal)
+        patch: tuple[str, bytes] = await self._decide("heal_patch", proposal)
+        return patch
 
     def events(self) -> Subscription:
         """This node's events: every node turns its own into alerts in the shared outbox."""
