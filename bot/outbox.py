@@ -121,9 +121,12 @@ class Notifier:
         clock: Callable[[], float] = time.time,
         timezone: tzinfo = UTC,
         idle_poll_seconds: float | None = None,
+        on_delivered: Callable[[float], None] | None = None,
     ) -> None:
         """``idle_poll_seconds``: look for new rows this often even when nobody wakes the
-        worker (a fleet: other nodes write alerts into the same outbox)."""
+        worker (a fleet: other nodes write alerts into the same outbox). ``on_delivered``
+        hears, for each alert Telegram took, the seconds since its event (``/metrics``)."""
+        self._on_delivered = on_delivered
         self._idle_poll = idle_poll_seconds
         self._store = OutboxStore(engine, pacing.gather_seconds, clock=clock, timezone=timezone)
         self._clock = clock
@@ -405,9 +408,19 @@ class Notifier:
         return await self._transport.send(target, batch.message, silent=batch.silent)
 
     async def _record(self, batch: Batch, message_id: int, target: ChatTarget) -> None:
+        accepted = self._clock()
         await self._db(self._store.record, batch, message_id, target.chat_id)
         self._unrecorded = None
         self._settle(batch.rows, message_id)
+        self._observe(batch.rows, accepted)
+
+    def _observe(self, rows: Sequence[OutboxRow], accepted: float) -> None:
+        """Tell ``on_delivered`` how long each alert (not a reply) took from its event."""
+        if self._on_delivered is None:
+            return
+        for row in rows:
+            if not row.urgent and row.happened_at is not None:
+                self._on_delivered(accepted - row.happened_at)
 
     def _settle(self, rows: Sequence[OutboxRow], message_id: int | None) -> None:
         """Tell whoever waits for one of ``rows`` (a reply's last message) its id, or None."""

@@ -213,6 +213,14 @@ class OutboxStore:
             ).first()
         return pending is not None
 
+    def count_pending(self) -> int:
+        """How many rows wait to be sent, held ones not counted (``acp_alerts_pending``)."""
+        with self._engine.connect() as conn:
+            count = conn.execute(
+                sa.select(sa.func.count()).select_from(outbox).where(outbox.c.status == PENDING)
+            ).scalar_one()
+        return int(count)
+
     def heads(self) -> list[OutboxRow]:
         """The first pending row of each chat's line, most urgent first, due or not.
 

@@ -24,6 +24,7 @@ from bot.fleet import node_alert, takeover_alert
 from bot.forwarding import EventForwarder
 from bot.healthcheck import Pinger
 from bot.lifecycle import Lifecycle, downtime_note
+from bot.observe.observer import Observer
 from bot.outbox import Alert, Notifier, Pacing
 from bot.settings import Alerting, default_alerting
 from bot.transport import ChatTarget, ChatTransport, ConsoleTransport
@@ -57,10 +58,12 @@ class Service:
         alerting: Alerting | None = None,
         bridge_view: Callable[[Notifier], BridgeView] | None = None,
         poller: bool = False,
+        metrics_addr: str | None = None,
     ) -> None:
         """``bridge_view`` makes what shows bridge turns (``bot.agent.views``) over the
         notifier; the console's when not given. ``poller``: in a fleet, this node may be
-        elected to poll Telegram (the console never is: it serves only its terminal)."""
+        elected to poll Telegram (the console never is: it serves only its terminal).
+        ``metrics_addr``: where ``/metrics``, ``/healthz`` and ``/readyz`` listen (off: None)."""
         self.supervisor = supervisor
         settings = supervisor.settings
         self.engine = make_engine(settings.control_db_url)
@@ -82,6 +85,12 @@ class Service:
             self.node.on_node_change = self._node_changed
             self.node.on_takeover = self._took_over
             self.api = FleetSupervisor(supervisor, self.node)
+        # This node's workflows and events; ``metrics.port`` is the port it listens on.
+        self.metrics: Observer | None = None
+        if metrics_addr:
+            self.metrics = Observer(
+                metrics_addr, supervisor, self.engine, settings.control_db_url, settings.node
+            )
         self.notifier = Notifier(
             self.engine,
             transport,
@@ -89,6 +98,7 @@ class Service:
             pacing=pacing,
             timezone=alerting.timezone,
             idle_poll_seconds=FLEET_OUTBOX_POLL_SECONDS if self.node else None,
+            on_delivered=self.metrics.delivered if self.metrics else None,
         )
         self.audit = AuditLog(self.engine)
         self.router = CommandRouter(
@@ -134,8 +144,18 @@ class Service:
         bot was down, and whether it was killed). In a fleet the node joins
         first (a name another node runs refuses the start, ``FleetRefused``);
         ``deliver`` False leaves delivery and the digest to ``lead``, which
-        the node's poller election drives.
+        the node's poller election drives. ``/readyz`` says 200 once the workflows started.
         """
+        if self.metrics is not None:
+            await self.metrics.start()  # first: it counts every event, /readyz 503 meanwhile
+        try:
+            await self._start(hello, deliver=deliver)
+        except BaseException:
+            if self.metrics is not None:
+                await self.metrics.stop()  # a refused start leaves no port taken
+            raise
+
+    async def _start(self, hello: str | None, *, deliver: bool) -> None:
         await self.supervisor.open()  # the event log exists before the forwarder reads it
         if self.node is not None:
             await self.node.join()
@@ -150,6 +170,8 @@ class Service:
             await self.node.start()
         if deliver:
             self.digest.start()
+        if self.metrics is not None:
+            self.metrics.ready()
         note = downtime_note(previous, datetime.now(UTC), len(self.supervisor.reaped))
         hello = "\n".join(text for text in (hello, note) if text)
         if hello:
@@ -157,6 +179,8 @@ class Service:
 
     async def stop(self, goodbye: str | None = None, flush_timeout: float = 5.0) -> None:
         """Stop the workflows (their runs resume next start), say goodbye, flush, close."""
+        if self.metrics is not None:
+            self.metrics.stopping()
         await self._stop_headless()
         await self.chat.close()
         await self.digest.stop()
@@ -169,6 +193,8 @@ class Service:
         if self.node is not None:
             await self.node.leave()
         await self.lifecycle.stop()
+        if self.metrics is not None:
+            await self.metrics.stop()
         await asyncio.to_thread(self.engine.dispose)  # closing a Postgres connection may block
 
     async def lead(self, leading: bool) -> None:

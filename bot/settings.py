@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.localtime import clock_time, zone
+from bot.observe.server import parse_addr
 
 DEFAULT_API_BASE_URL = "https://api.telegram.org/bot"
 IdList = Annotated[list[int], NoDecode]
@@ -31,7 +32,7 @@ def default_alerting() -> Alerting:
 
 
 class BotSettings(BaseSettings):
-    """``TELEGRAM_*``, ``HEALTHCHECK_*`` and ``ALERT_*`` settings.
+    """``TELEGRAM_*``, ``HEALTHCHECK_*``, ``ALERT_*`` and ``METRICS_*`` settings.
 
     The token is a secret so it never shows in a repr or log; so is the ping
     URL (it carries the check's UUID), which is why it too is a ``SecretStr``.
@@ -58,6 +59,8 @@ class BotSettings(BaseSettings):
     alert_timezone: str = "UTC"
     alert_digest_at: str = "09:00"
     alert_renotify_hours: float = Field(default=4.0, ge=0)
+    # HOST:PORT of /metrics, /healthz and /readyz (bot.observe); unset: off. Port 0: any free one.
+    metrics_addr: str | None = None
 
     @field_validator("telegram_allowed_chat_ids", "telegram_allowed_user_ids", mode="before")
     @classmethod
@@ -78,6 +81,14 @@ class BotSettings(BaseSettings):
     def _iana_zone(cls, value: str) -> str:
         zone(value)
         return value
+
+    @field_validator("metrics_addr")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parse_addr(value)
+        return value.strip()
 
     @field_validator("alert_digest_at")
     @classmethod

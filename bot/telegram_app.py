@@ -142,6 +142,7 @@ class TelegramBot:
             alerting=settings.alerting,
             bridge_view=lambda notifier: TelegramView(notifier, self.transport),
             poller=True,
+            metrics_addr=settings.metrics_addr,
         )
         self._denied: set[int] = set()
         self._followers: set[asyncio.Task[None]] = set()  # follows and uploads, cancelled at stop

@@ -37,6 +37,7 @@ PREFIXES = (
     "HEALTHCHECK_",
     "AGENT_",
     "FLEET_",
+    "METRICS_",
 )
 # Read with os.environ by workflows/workflow.py, supervisor/config.py and supervisor/faults.py.
 READ_DIRECTLY = frozenset(

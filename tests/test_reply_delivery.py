@@ -158,7 +158,7 @@ async def test_a_reply_goes_to_the_chat_and_thread_of_its_command(tmp_path: Path
     assert private.message_thread_id is None
 
 
-async def test_a_long_reply_and_the_replies_after_it_arrive_in_order(tmp_path: Path) -> None:
+async def test_long_replies_after_a_429_and_a_hang_up_arrive_in_order(tmp_path: Path) -> None:
     names = [f"w-{n:03d}" for n in range(400)]  # short: the hello lists them all
     tables = [worker_table(tmp_path), *(worker_table(tmp_path, n, autostart=False) for n in names)]
     async with bot_running(tmp_path, tables) as rig:
@@ -172,12 +172,12 @@ async def test_a_long_reply_and_the_replies_after_it_arrive_in_order(tmp_path: P
             timeout=REPLY_WAIT,
         )
         texts = [m.text for m in rig.fake.sent_matching(in_chat(COMMAND_CHAT))]
-    *status, help_text, workflows = texts
-    assert len(status) >= 2  # the overview of 401 workflows takes several messages
-    assert status[0].startswith("<b>401 workflows</b>")
-    assert re.findall(r"<b>(w-\d+)</b>", "".join(status)) == names
+    status, help_text, workflows = texts  # each once, in the order asked
+    assert status.startswith("<b>401 workflows</b>: ")  # the overview; pages behind buttons
     assert "/tail" in help_text
     assert workflows.startswith("<b>Workflows</b>")
+    listed = re.findall(r"<code>(w-\d+)</code>", workflows)
+    assert listed == names[: len(listed)]
 
 
 async def test_a_reply_overtakes_the_alerts_waiting_for_its_chat(
