@@ -29,6 +29,10 @@ bench: $(STAMP)
 	$(PY) bench/chat_latency.py
 	$(PY) bench/diagnosis_eval.py
 	$(PY) bench/bridge_latency.py
+	$(PY) bench/fleet.py
+	$(PY) bench/status_scale.py
+	$(PY) bench/fd_budget.py
+	$(PY) bench/supervisor_overhead.py
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

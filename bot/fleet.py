@@ -32,7 +32,14 @@ def node_alert(change: NodeChange, tz: tzinfo) -> Alert:
         text = f"🔴 node {node} is down: {count} unsupervised since {_at(change.since, tz)}"
         return Alert(text, loud=True, critical=True, mergeable=False)
     lasted = format_duration(max(0.0, time.time() - change.since.timestamp()))
-    text = f"🟢 node {node} is back after {lasted}; its {count} are supervised again"
+    if not change.said:  # it came back before the poller looked: the outage is still news
+        text = (
+            f"🔴 node {node} was down for {lasted}: {count} unsupervised since "
+            f"{_at(change.since, tz)}; it is back now"
+        )
+        return Alert(text, loud=True, critical=True, mergeable=False)
+    verb = "is" if change.workflows == 1 else "are"
+    text = f"🟢 node {node} is back after {lasted}; its {count} {verb} supervised again"
     return Alert(text, loud=False, critical=True, mergeable=False)
 
 

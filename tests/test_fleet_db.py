@@ -8,6 +8,7 @@ fraction of a second is waited out on the server's clock.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -81,8 +82,9 @@ def test_joining_refuses_a_live_copy_and_a_name_a_live_node_runs(engine: sa.Engi
     with engine.begin() as conn:
         registry.join(conn, me("a"), ["api", "etl"], timeout=60)
         registry.publish(conn, "a", [(0, running("api")), (1, running("etl"))])
+    copy = Identity("a", "run-2", "another-host", 1)
     with engine.begin() as conn, pytest.raises(FleetRefused, match="node a is already running"):
-        registry.join(conn, me("a", "run-2"), ["api"], timeout=60)
+        registry.join(conn, copy, ["api"], timeout=60)
     with engine.begin() as conn, pytest.raises(FleetRefused) as refused:
         registry.join(conn, me("b"), ["etl", "web"], timeout=60)
     assert str(refused.value) == (
@@ -209,3 +211,26 @@ def test_a_fix_and_its_patch_travel_whole_between_nodes() -> None:
     sent = ("api-p1.patch", b"\x00binary\xff")
     assert patch.decode(json.loads(json.dumps(patch.encode(sent)))) == sent
     assert commands.VERBS["fix"].wait_seconds > commands.VERBS["restart"].wait_seconds
+
+
+def test_a_killed_run_on_the_same_host_does_not_hold_its_node_back(engine: sa.Engine) -> None:
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # its pid is gone now
+    killed = Identity("a", "run-1", "host", ended.pid)
+    with engine.begin() as conn:
+        registry.join(conn, killed, ["api"], timeout=60)
+    with engine.begin() as conn:
+        registry.join(conn, me("a", "run-2"), ["api"], timeout=60)  # not refused
+        assert registry.beat(conn, me("a", "run-2"))
+
+
+def test_a_node_back_before_the_poller_looked_is_still_reported_down(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        registry.join(conn, me("a"), ["api"], timeout=0.3)
+    time.sleep(0.4)  # silent past the timeout, and nobody looked
+    with engine.begin() as conn:
+        registry.join(conn, me("a", "run-2"), ["api"], timeout=0.3)
+    with engine.begin() as conn:
+        [change] = registry.down_changes(conn, timeout=0.3)
+        assert registry.down_changes(conn, timeout=0.3) == []
+    assert (change.node, change.down, change.said) == ("a", False, False)

@@ -87,6 +87,7 @@ class FleetNode:
         self._publish_wake = asyncio.Event()
         self._answers: dict[int, asyncio.Event] = {}
         self.owners: dict[str, str] = {}  # every workflow of the fleet -> its node (a cache)
+        self._refreshing: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -106,6 +107,7 @@ class FleetNode:
 
     def _join(self, conn: sa.Connection, names: list[str]) -> list[str]:
         taken = registry.join(conn, self.me, names, self.settings.node_timeout_seconds)
+        commands.notify(conn, "joined:" + self.name)  # the others learn its names at once
         abandoned = commands.abandon_running(conn, self.name)
         if abandoned:
             log.warning("fleet: %d commands were cut off by this node's restart", abandoned)
@@ -322,10 +324,21 @@ class FleetNode:
         kind, _, rest = payload.partition(":")
         if kind == "cmd" and rest == self.name:
             self._commands_due.set()
+        elif kind == "joined" and rest != self.name:
+            self._refresh_owners()
         elif kind == "done" and rest.isdigit():
             done = self._answers.get(int(rest))
             if done is not None:
                 done.set()
+
+    def _refresh_owners(self) -> None:
+        async def refresh() -> None:
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                self.owners = await self._db(registry.owners)
+
+        task = asyncio.get_running_loop().create_task(refresh())
+        self._refreshing.add(task)
+        task.add_done_callback(self._refreshing.discard)
 
     async def _db(self, call: Callable[..., T], *args: Any) -> T:
         def run() -> T:

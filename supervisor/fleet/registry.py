@@ -11,6 +11,7 @@ every few seconds; the poller turns a stamp older than the node timeout into
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -58,12 +59,15 @@ class NodeInfo:
 
 @dataclass(frozen=True, slots=True)
 class NodeChange:
-    """A node went down (``down`` True, since ``since``) or came back (down since ``since``)."""
+    """A node went down (``down`` True, since ``since``) or came back (down since ``since``);
+    ``said`` False for a return whose going down was never announced (it came back
+    between two of the poller's looks, after more than the timeout)."""
 
     node: str
     down: bool
     since: datetime
     workflows: int
+    said: bool = True
 
 
 def encode_status(status: WorkflowStatus) -> str:
@@ -86,6 +90,8 @@ def join(conn: sa.Connection, me: Identity, names: Sequence[str], timeout: float
             nodes.c.node == me.node, nodes.c.instance != me.instance, live
         )
     ).first()
+    if other is not None and other.host == me.host and not pid_alive(other.pid):
+        other = None  # this host's previous run, killed: its pid is gone, so is it
     if other is not None:
         raise FleetRefused(
             f"node {me.node} is already running (pid {other.pid} on {other.host}); "
@@ -103,7 +109,14 @@ def join(conn: sa.Connection, me: Identity, names: Sequence[str], timeout: float
             f"{me.node}; names must be unique across the fleet"
         )
     now = sa.func.now()
+    # Silent past the timeout and not marked yet: it was down, even if nobody looked in time.
+    silent = sa.and_(
+        nodes.c.stopped_at.is_(None),
+        nodes.c.down_since.is_(None),
+        nodes.c.seen_at < sa.func.now() - timedelta(seconds=timeout),
+    )
     values = {
+        "down_since": sa.case((silent, nodes.c.seen_at), else_=nodes.c.down_since),
         "instance": me.instance,
         "host": me.host,
         "pid": me.pid,
@@ -115,7 +128,7 @@ def join(conn: sa.Connection, me: Identity, names: Sequence[str], timeout: float
     }
     conn.execute(
         insert(nodes)
-        .values(node=me.node, **values)
+        .values(node=me.node, **{k: v for k, v in values.items() if k != "down_since"})
         .on_conflict_do_update(index_elements=[nodes.c.node], set_=values)
     )
     conn.execute(
@@ -252,20 +265,28 @@ def down_changes(conn: sa.Connection, timeout: float) -> list[NodeChange]:
     changes: list[NodeChange] = []
     for condition, is_down in ((went, True), (came, False)):
         rows = conn.execute(
-            sa.select(nodes.c.node, nodes.c.seen_at, nodes.c.down_since, count)
+            sa.select(nodes.c.node, nodes.c.seen_at, nodes.c.down_since, nodes.c.down_said, count)
             .where(condition)
             .with_for_update(of=nodes)
         ).all()
         if not rows:
             continue
-        mark = nodes.c.seen_at if is_down else sa.null()
+        marks = (
+            {"down_since": nodes.c.seen_at, "down_said": True}
+            if is_down
+            else {"down_since": None, "down_said": False}
+        )
         conn.execute(
-            sa.update(nodes)
-            .where(nodes.c.node.in_([row.node for row in rows]))
-            .values(down_since=mark)
+            sa.update(nodes).where(nodes.c.node.in_([row.node for row in rows])).values(**marks)
         )
         changes += [
-            NodeChange(row.node, is_down, row.seen_at if is_down else row.down_since, row.workflows)
+            NodeChange(
+                row.node,
+                is_down,
+                row.seen_at if is_down else row.down_since,
+                row.workflows,
+                said=is_down or bool(row.down_said),
+            )
             for row in rows
         ]
     return changes
@@ -275,3 +296,14 @@ def _live(timeout: float) -> sa.ColumnElement[bool]:
     return sa.and_(
         nodes.c.stopped_at.is_(None), nodes.c.seen_at > sa.func.now() - timedelta(seconds=timeout)
     )
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of that pid exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's: alive
+    return True

@@ -24,7 +24,8 @@ nodes = sa.Table(
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("stopped_at", sa.DateTime(timezone=True)),  # a clean stop: not "down"
-    sa.Column("down_since", sa.DateTime(timezone=True)),  # set once the poller said it is down
+    sa.Column("down_since", sa.DateTime(timezone=True)),  # silent past the timeout since then
+    sa.Column("down_said", sa.Boolean, nullable=False, server_default=sa.false()),
     # False for a headless node (python -m supervisor run): the poller forwards its events,
     # from the event log's end when it joined (first_event) on.
     sa.Column("forwards", sa.Boolean, nullable=False, server_default=sa.true()),
@@ -76,4 +77,5 @@ updates = sa.Table(
     sa.Column("handled_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-CHANNEL = "acp_fleet"  # NOTIFY payloads: "cmd:<node>" (work for it), "done:<id>" (answered)
+# NOTIFY payloads: "cmd:<node>" (work for it), "done:<id>" (answered), "joined:<node>"
+CHANNEL = "acp_fleet"
