@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) bench/diagnosis_eval.py
 	$(PY) bench/bridge_latency.py
 	$(PY) bench/fleet.py
+	$(PY) bench/chart_render.py
 	$(PY) bench/status_scale.py
 	$(PY) bench/fd_budget.py
 	$(PY) bench/supervisor_overhead.py

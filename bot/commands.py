@@ -2,9 +2,10 @@
 
 A command is a name and its arguments; the answer is a list of messages
 (long answers are split), plus, for ``/tail NAME follow``, a stream of
-updates the transport shows by editing one message, and for ``/logs NAME`` a
-file. Bad arguments and unknown workflows get one line saying what would
-work; a command that needs a name and got none offers the names as buttons.
+updates the transport shows by editing one message, for ``/logs NAME`` a
+file, and for ``/chart`` a picture. Bad arguments and unknown workflows get
+one line saying what would work; a command that needs a name and got none
+offers the names as buttons.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.audit import Actor, AuditLog
 from bot.fleet import fleet_overview
@@ -25,6 +27,7 @@ from bot.localtime import local_time
 from bot.outbox import Mute
 from bot.render import (
     HELP,
+    chart_button,
     detail,
     greeting,
     mutes_line,
@@ -42,12 +45,18 @@ from bot.transport import Document
 from bot.why import evidence_document, looking_message, verdict_message
 from supervisor.api import SupervisorAPI, SupervisorError, UnknownWorkflow
 
+if TYPE_CHECKING:
+    from bot.observe.pictures import Charts
+
 log = logging.getLogger("bot")
 
 TAIL_DEFAULT = 30
 TAIL_MAX = 200
 LOG_FILE_BYTES = 1024 * 1024  # /logs: enough to read the story, small enough for a phone
 DEFAULT_MUTE = "1h"
+CHART_WINDOWS = ("24h", "7d")  # ``bot.observe.pictures.WINDOWS``
+CHART_USAGE = "usage: /chart [NAME] [24h|7d]"
+_LOOKS_LIKE_A_WINDOW = re.compile(r"^\d+[a-z]+$", re.IGNORECASE)
 MUTATING = frozenset(
     {"start", "stop", "restart", "pause", "resume", "mute", "unmute", "ack"}
     | {"fix", "healapply", "healreject", "healrollback"}
@@ -65,6 +74,7 @@ COMMANDS: dict[str, str] = {
     "resume": "resume a paused workflow",
     "tail": "the last log lines of a workflow",
     "logs": "the last 1 MB of a workflow's log, as a file",
+    "chart": "a picture: one workflow's day or week, or everyone's uptime",
     "why": "why a workflow failed: its evidence, explained",
     "fix": "let Claude propose a fix, proven before you apply it",
     "ask": "ask the agent about a workflow (or just write to me)",
@@ -119,7 +129,8 @@ class Reply:
     messages: list[Message]
     updates: AsyncIterator[FollowUpdate] | None = None  # for follow: edits of the last message
     key: str | None = None  # the outbox key the last message and its updates share
-    document: Document | None = None  # sent directly, not through the outbox (``/logs``)
+    # Sent directly, not through the outbox: ``/logs``'s file, ``/chart``'s photo.
+    document: Document | None = None
     later: Awaitable[Message] | None = None  # replaces the last message when ready (``/why``)
 
 
@@ -175,6 +186,8 @@ class CommandRouter:
     """Parses, authorises nothing (the transport did), executes, audits, renders.
 
     ``timezone`` (``ALERT_TIMEZONE``) is the zone of every time a reply shows.
+    ``charts`` draws ``/chart``'s pictures (``bot.observe.pictures.attach`` sets it);
+    without it ``/chart`` says it is not available.
     """
 
     def __init__(
@@ -186,8 +199,10 @@ class CommandRouter:
         follow: Follow | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         timezone: tzinfo = UTC,
+        charts: Charts | None = None,
     ) -> None:
         self.api = api
+        self.charts = charts
         self.muter = muter
         self.audit = audit
         self.follow = follow or Follow()
@@ -263,6 +278,8 @@ class CommandRouter:
                 return self._unfollow(args, actor)
             case "logs":
                 return await self._logs(args)
+            case "chart":
+                return await self._chart(args)
             case "why":
                 return self._why(args)
             case "evidence":
@@ -300,7 +317,10 @@ class CommandRouter:
         [status] = await self.api.status(name)
         events = await self.api.recent_events(name, 5)
         audit = await asyncio.to_thread(self.audit.recent, name, 3)
-        return Reply([detail(status, events, audit, self.clock())])
+        message = detail(status, events, audit, self.clock())
+        if self.charts is not None:  # 📈: this workflow's last 24 h as a picture
+            message = replace(message, buttons=(*message.buttons, *chart_button(name)))
+        return Reply([message])
 
     async def _overview(self, key: str | None = None) -> Reply:
         """Every workflow, by node in a fleet; past a page of them the overview with pages
@@ -425,6 +445,29 @@ class CommandRouter:
             f"(at most {_size(LOG_FILE_BYTES)}, from the start of a line)"
         )
         return Reply([], document=Document(f"{name}.log", data, caption))
+
+    async def _chart(self, args: list[str]) -> Reply:
+        """``/chart [NAME] [24h|7d]``: one workflow's states over time, or every workflow's
+        uptime as bars; a picture, sent like ``/logs``'s file. A name comes first, so a
+        workflow called ``24h`` is still charted; a word shaped like a window that is not
+        one is a usage error, any other word an unknown workflow."""
+        rest = list(args)
+        name = rest.pop(0) if rest and rest[0] in self.api.names else None
+        if (
+            name is None
+            and rest
+            and rest[0].lower() not in CHART_WINDOWS
+            and not _LOOKS_LIKE_A_WINDOW.match(rest[0])
+        ):
+            raise UnknownWorkflow(rest[0], self.api.names)
+        window = rest.pop(0).lower() if rest else CHART_WINDOWS[0]
+        if window not in CHART_WINDOWS or rest:
+            raise Usage(f"{CHART_USAGE} (a window of 24h or 7d)")
+        if self.charts is None:
+            return line("Charts are not available here.")
+        if name is None:
+            return Reply([], document=await self.charts.fleet(window))
+        return Reply([], document=await self.charts.workflow(name, window))
 
     def _why(self, args: list[str]) -> Reply:
         """``/why NAME``: "looking…" at once, the answer edits it (normally within 30 s)."""

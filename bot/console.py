@@ -2,7 +2,8 @@
 
 For trying the product with no token (``make run``) and for a terminal on the
 server. Lines are read by a daemon thread so that shutting down never waits
-on a blocked ``readline``; end of input stops the bot.
+on a blocked ``readline``; end of input stops the bot. A picture (``/chart``) is
+not drawn on the terminal: it is written as a PNG file and the console says where.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import sys
 import threading
 from collections.abc import Awaitable, Coroutine
+from functools import partial
 from typing import Any, TextIO
 
 from bot.agent.chat import ChatBridge, ChatPlace
@@ -18,11 +20,12 @@ from bot.agent.views import ConsoleView
 from bot.audit import CONSOLE
 from bot.commands import COMMANDS, Follow, Reply, command_name
 from bot.healthcheck import Pinger
+from bot.observe.pictures import attach
 from bot.outbox import Pacing
 from bot.service import Service
 from bot.settings import Alerting
 from bot.text import Message, esc
-from bot.transport import ChatTarget, ConsoleTransport
+from bot.transport import ChatTarget, ConsoleTransport, Document
 from supervisor.api import HostSupervisor
 
 CONSOLE_TARGET = ChatTarget(0)
@@ -49,7 +52,11 @@ async def run_console(
     alerting: Alerting | None = None,
 ) -> None:
     """Serve commands from ``stdin`` until it ends or ``stop`` is set."""
-    transport = ConsoleTransport(stdout or sys.stdout, logs_dir=supervisor.settings.logs_dir)
+    logs_dir = supervisor.settings.logs_dir
+    # Pictures (/chart, the digest's) are written beside the logs; the console says where.
+    transport = ConsoleTransport(
+        stdout or sys.stdout, logs_dir=logs_dir, pictures_dir=logs_dir.parent / "charts"
+    )
     pacing = Pacing(per_chat_seconds=0, per_group_seconds=0, gather_seconds=0)
     service = Service(
         supervisor,
@@ -61,7 +68,9 @@ async def run_console(
         alerting=alerting,
         bridge_view=lambda _: ConsoleView(transport),
     )
+    heartbeats = attach(service, partial(_send_file, transport))
     await service.start()
+    heartbeats.start()
     print(PROMPT_HINT, file=transport.stream, flush=True)
     lines: asyncio.Queue[str | None] = asyncio.Queue()
     reader = threading.Thread(
@@ -91,7 +100,7 @@ async def run_console(
         for message in reply.messages:
             transport.show(message)
         if reply.document is not None:
-            await transport.send_document(CONSOLE_TARGET, reply.document)
+            await transport.send_file(CONSOLE_TARGET, reply.document)
         if reply.later is not None:  # a terminal waits for it: nothing else is typed meanwhile
             transport.show(await reply.later)
         if reply.updates is not None:
@@ -104,7 +113,12 @@ async def run_console(
         await asyncio.wait(asking, timeout=ANSWER_GRACE_SECONDS)
     for task in followers | asking:
         task.cancel()
+    await heartbeats.stop()
     await service.stop()
+
+
+async def _send_file(transport: ConsoleTransport, document: Document) -> None:
+    await transport.send_file(CONSOLE_TARGET, document)
 
 
 def _to_bridge(service: Service, words: list[str], tasks: set[asyncio.Task[None]]) -> bool:

@@ -14,6 +14,13 @@ crashed and recovered between them shows as restarted (its process is new),
 not how often; and a state that changed and changed back shows no change.
 The diff (``digest_text``) and the timetable (``next_digest``) are pure; the
 ``DigestScheduler`` is the thin part with a clock.
+
+When a workflow was down (hung or crashed) since the last digest, the fleet's
+uptime chart follows the digest as a photo (``DigestChart``, drawn from the
+event log by ``bot.observe.pictures``). A photo is not kept in the outbox: it
+is sent once the outbox has sent the digest (or after ``CHART_WAIT_SECONDS``),
+directly, a few tries; a kill after the digest's commit loses the chart, never
+the digest, and the digest's words say what changed without it.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import sqlalchemy as sa
 from bot.localtime import local_time
 from bot.outbox import Alert, Notifier
 from bot.text import TELEGRAM_LIMIT, clip_html, esc, esc_clip
+from bot.transport import Document
 from supervisor.dbengine import create_tables
 from supervisor.events import WorkflowStatus
 
@@ -42,6 +50,7 @@ ERROR_IN_DIGEST = 200
 LONGEST_NAP_SECONDS = 60.0  # look again at least this often: the wall clock may jump
 RETRY_SECONDS = 60.0
 SNAPSHOT = "last"
+CHART_WAIT_SECONDS = 30.0  # the chart goes after the digest's words, if they go soon
 
 metadata = sa.MetaData()
 digests = sa.Table(
@@ -63,6 +72,15 @@ class Seen:
 
 
 Snapshot = Mapping[str, Seen]
+
+
+@dataclass(frozen=True, slots=True)
+class DigestChart:
+    """The picture that follows a digest: ``draw(since, until)`` (epoch seconds) makes it,
+    or None when nothing was down; ``send`` uploads it to the alert chat."""
+
+    draw: Callable[[float, float], Awaitable[Document | None]]
+    send: Callable[[Document], Awaitable[None]]
 
 
 def snapshot(statuses: Sequence[WorkflowStatus]) -> dict[str, Seen]:
@@ -179,6 +197,7 @@ class DigestScheduler:
         self._tz = tz
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
+        self.chart: DigestChart | None = None  # set by ``bot.observe.pictures.attach``
 
     def _next(self, after: float) -> float:
         return next_digest(after, period=self._period, at=self._at, tz=self._tz)
@@ -203,7 +222,20 @@ class DigestScheduler:
         digest = Alert(text, loud=False, mergeable=False)
         await asyncio.to_thread(self._notifier.save_all, [digest], self._store.writer(now, current))
         self._notifier.wake()
+        if self.chart is not None:
+            await self._send_chart(self.chart, taken_at, now)
         return self._next(now) - now
+
+    async def _send_chart(self, chart: DigestChart, since: float, until: float) -> None:
+        """The chart of the digest's span, after its words; a failure is logged, no more."""
+        try:
+            picture = await chart.draw(since, until)
+            if picture is None:
+                return
+            await self._notifier.wait_idle(CHART_WAIT_SECONDS)
+            await chart.send(picture)
+        except Exception:
+            log.exception("digest: could not send its chart")
 
     def start(self) -> None:
         if self._task is None:

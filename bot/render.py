@@ -142,6 +142,13 @@ def detail(
     return Message(text, actions(status.name))
 
 
+def chart_button(name: str) -> tuple[Button, ...]:
+    """📈 on ``/status NAME`` where charts are drawn: the workflow's last 24 h as a picture
+    (none for a name whose button data would pass Telegram's 64 bytes)."""
+    data = f"chart:{name}"
+    return (Button("📈", data),) if len(data.encode()) <= CALLBACK_DATA_LIMIT else ()
+
+
 def _event_line(event: EventRecord) -> str:
     kind = esc_clip(event.kind, STATUS_IN_LIST)
     return f"{_clock(event.time)} {kind}: {esc_clip(event.detail, EVENT_DETAIL)}"
@@ -193,6 +200,8 @@ HELP = """<b>Commands</b>
 /pause name · /resume name – pause survives restarts
 /tail name [lines|follow] – the last log lines (default 30, at most 200)
 /logs name – the last 1 MB of the log, as a file
+/chart [name] [24h|7d] – a picture: its states, restarts and heartbeat over a day or a \
+week; alone, every workflow's uptime, worst first
 /why name – why it failed: its evidence, explained (rules, then Claude)
 /ask [name] text – ask the agent, who works in the workflow's directory (or just write; \
 reply to an alert or an answer to talk about it)

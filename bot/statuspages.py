@@ -4,8 +4,8 @@ A thousand lines are no answer on a phone. Past ``PAGE_SIZE`` workflows the
 reply is one message: counts for the whole fleet and per node, the
 workflows that need a look (hung, backing off, crashed, gave up, state DB
 unreadable), worst first, and buttons that turn the same message into pages
-of compact lines and back (the buttons carry the reply's key, so each press
-edits that message). Pure functions, like ``bot.render``.
+of compact lines, each with its names as buttons, and back (the buttons
+carry the reply's key, so each press edits that message). Pure functions, like ``bot.render``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import tzinfo
 
 from bot.fleet import node_line
-from bot.render import name_line, overview_counts, status_line
+from bot.render import name_buttons, name_line, overview_counts, status_line
 from bot.text import TELEGRAM_LIMIT, Button, Message, clip_html, esc
 from supervisor.events import ProcessState, WorkflowStatus
 from supervisor.fleet.registry import NodeInfo
@@ -84,8 +84,10 @@ def list_page(statuses: Sequence[WorkflowStatus], number: int, key: str) -> Mess
             node = status.node
             lines.append(f"🖥 <i>{esc(node)}</i>")
         lines.append(name_line(status))
+    names, _ = name_buttons("status", [status.name for status in shown])  # tap one: its detail
     return Message(
-        clip_html("\n".join(lines), TELEGRAM_LIMIT), buttons=_buttons(number, statuses, key)
+        clip_html("\n".join(lines), TELEGRAM_LIMIT),
+        buttons=(*names, *_buttons(number, statuses, key)),
     )
 
 

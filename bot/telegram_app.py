@@ -36,6 +36,7 @@ from bot.agent.views import TelegramView
 from bot.audit import Actor
 from bot.commands import COMMANDS, Reply, addressee, command_name, mutates
 from bot.healthcheck import Pinger
+from bot.observe.pictures import attach
 from bot.outbox import Pacing
 from bot.service import Service
 from bot.settings import BotSettings
@@ -59,7 +60,8 @@ OFFLINE_AFTER_SECONDS = 60.0
 API_RETRY_MAX_SECONDS = 300.0
 ANSWER_MAX_WAIT_SECONDS = 5.0  # a button's answer is worth little after a few seconds
 ANSWER_ATTEMPTS = 3
-DOCUMENT_ATTEMPTS = 5  # a file is not kept in the outbox: a few tries, then a line saying so
+# A file or photo is not kept in the outbox: a few tries, then a line saying so.
+DOCUMENT_ATTEMPTS = 5
 DOCUMENT_MAX_WAIT_SECONDS = 60.0
 APOLOGY = Message("Sorry, that failed; the error is logged.")
 BRIDGE_COMMANDS = frozenset({"ask", "new", "sessions", "approve"})
@@ -144,6 +146,8 @@ class TelegramBot:
             poller=True,
             metrics_addr=settings.metrics_addr,
         )
+        # /chart, the 📈 button and the digest's chart; heartbeat ages sampled for them.
+        self.heartbeats = attach(self.service, lambda picture: self._upload(target, picture))
         self._denied: set[int] = set()
         self._followers: set[asyncio.Task[None]] = set()  # follows and uploads, cancelled at stop
         self.app.add_handler(TypeHandler(Update, self._gate), group=-1)
@@ -166,6 +170,7 @@ class TelegramBot:
         names = esc(", ".join(self.service.supervisor.names))
         # In a fleet, delivery waits for this node to be elected the poller (_serve_fleet).
         await self.service.start(hello=f"🟢 bot up on {host}: {names}", deliver=node is None)
+        self.heartbeats.start()
         self.systemd.ready()
         watchdog = asyncio.create_task(self._watchdog())
         connected = False
@@ -176,6 +181,7 @@ class TelegramBot:
         finally:
             self.systemd.stopping()
             watchdog.cancel()
+            await self.heartbeats.stop()
             # Before the app's shutdown closes the HTTP client the goodbye goes out through.
             await self.service.stop(
                 goodbye=f"🔴 bot on {host} going down; workflows stopped, "
@@ -446,8 +452,8 @@ class TelegramBot:
     async def _send(self, update: Update, reply: Reply) -> None:
         """Commit the reply to the outbox, which delivers it whatever Telegram does (bot.outbox).
 
-        A document is the exception: a megabyte has no place in the outbox table, so
-        it is uploaded directly, in the background (``_upload``).
+        A document or a photo is the exception: a megabyte has no place in the outbox
+        table, so it is uploaded directly, in the background (``_upload``).
         """
         target = self._origin(update)
         if target is None:
@@ -484,19 +490,20 @@ class TelegramBot:
         await self.service.notifier.reply(target, [await later], key)
 
     async def _upload(self, target: ChatTarget, document: Document) -> None:
-        """Send the file, retried a few times; if it cannot go, a line through the outbox says so.
+        """Send the file or photo, retried a few times; if it cannot go, a line through the
+        outbox says so (and where to look instead).
 
         Not exactly once: an upload that timed out after Telegram took it is sent again.
         """
         try:
             await with_retries(
-                lambda: self.transport.send_document(target, document),
+                lambda: self.transport.send_file(target, document),
                 attempts=DOCUMENT_ATTEMPTS,
                 max_wait=DOCUMENT_MAX_WAIT_SECONDS,
             )
         except (Undeliverable, RetryLater, TransientError) as exc:
             log.warning("could not send %s: %s", document.filename, exc)
-            failed = f"Could not send {esc(document.filename)} ({esc(exc)}); /tail shows its end."
+            failed = f"Could not send {esc(document.filename)} ({esc(exc)}); {document.unsent}."
             await self.service.notifier.reply(target, [Message(failed)])
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:

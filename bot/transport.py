@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Protocol, TextIO, TypeVar
+from typing import Literal, Protocol, TextIO, TypeVar
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile
 from telegram.constants import ChatAction, ParseMode
@@ -63,13 +63,20 @@ class MessageGone(Undeliverable):
     """The message to edit no longer exists; send a new one instead."""
 
 
+FileKind = Literal["document", "photo"]
+
+
 @dataclass(frozen=True, slots=True)
 class Document:
-    """A file for the chat (``/logs``): sent once, directly, never stored in the outbox."""
+    """A file for the chat: a document (``/logs``) or a photo (``/chart``, a PNG), sent once,
+    directly, never stored in the outbox. ``unsent``: where to look instead, said (HTML) by
+    the line that reports it could not be sent."""
 
     filename: str
     data: bytes
     caption: str  # HTML
+    kind: FileKind = "document"
+    unsent: str = "/tail shows its end"
 
 
 class ChatTransport(Protocol):
@@ -166,16 +173,27 @@ class TelegramTransport:
         except TelegramError as exc:
             raise _translate(exc) from exc
 
-    async def send_document(self, target: ChatTarget, document: Document) -> int:
-        """Upload ``document`` (multipart ``sendDocument``); returns its message id."""
+    async def send_file(self, target: ChatTarget, document: Document) -> int:
+        """Upload ``document`` (multipart ``sendDocument``, or ``sendPhoto`` for a photo);
+        returns its message id."""
+        upload = InputFile(document.data, filename=document.filename)
         try:
-            sent = await self.bot.send_document(
-                chat_id=target.chat_id,
-                message_thread_id=target.thread_id,
-                document=InputFile(document.data, filename=document.filename),
-                caption=document.caption,
-                parse_mode=ParseMode.HTML,
-            )
+            if document.kind == "photo":
+                sent = await self.bot.send_photo(
+                    chat_id=target.chat_id,
+                    message_thread_id=target.thread_id,
+                    photo=upload,
+                    caption=document.caption,
+                    parse_mode=ParseMode.HTML,
+                )
+            else:
+                sent = await self.bot.send_document(
+                    chat_id=target.chat_id,
+                    message_thread_id=target.thread_id,
+                    document=upload,
+                    caption=document.caption,
+                    parse_mode=ParseMode.HTML,
+                )
         except TelegramError as exc:
             raise _translate(exc) from exc
         return sent.message_id
@@ -249,11 +267,20 @@ class ConsoleTransport:
     A document is not dumped on the terminal: the console runs on the server,
     so it says where the file is (``logs_dir``, the supervisor's log directory,
     where ``NAME.log`` is the file ``/logs NAME`` sends) and how much was asked for.
+    A photo (a chart) is written to ``pictures_dir`` (replacing the one of the same
+    name) and the console says where; without one it says only what it was.
     """
 
-    def __init__(self, stream: TextIO | None = None, *, logs_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        logs_dir: Path | None = None,
+        pictures_dir: Path | None = None,
+    ) -> None:
         self.stream = stream or sys.stdout
         self.logs_dir = logs_dir
+        self.pictures_dir = pictures_dir
         self._next_id = 0
 
     def show(self, message: Message, prefix: str = "") -> None:
@@ -270,9 +297,26 @@ class ConsoleTransport:
     async def edit(self, target: ChatTarget, message_id: int, message: Message) -> None:
         self.show(message, prefix="! (update) ")
 
-    async def send_document(self, target: ChatTarget, document: Document) -> int:
+    async def send_file(self, target: ChatTarget, document: Document) -> int:
         self._next_id += 1
-        where = f"; the file is {self.logs_dir / document.filename}" if self.logs_dir else ""
         size = f"{len(document.data):,} bytes"
+        if document.kind == "photo":
+            where = ""
+            if self.pictures_dir is not None:
+                path = await asyncio.to_thread(_write_picture, self.pictures_dir, document)
+                where = f"; the picture is {path}"
+            self.show(Message(f"{document.caption} (PNG, {size}){html.escape(where, quote=False)}"))
+            return self._next_id
+        where = f"; the file is {self.logs_dir / document.filename}" if self.logs_dir else ""
         self.show(Message(f"📎 {document.caption} ({size}){html.escape(where, quote=False)}"))
         return self._next_id
+
+
+def _write_picture(directory: Path, document: Document) -> Path:
+    """Write the picture whole or not at all (a reader never sees half a PNG)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / Path(document.filename).name
+    partial = path.with_name(path.name + ".part")
+    partial.write_bytes(document.data)
+    partial.replace(path)
+    return path

@@ -73,11 +73,13 @@ def test_a_page_lists_its_share_under_the_nodes_and_its_buttons_go_both_ways() -
     assert page.text.startswith("<b>Workflows 41–60 of 1000</b>")
     assert "🖥 <i>node-0</i>" in page.text
     assert page.text.count("<code>") == PAGE_SIZE
-    assert labels(page) == ["◀", f"4/{1000 // PAGE_SIZE} ▶"]
-    assert labels(list_page(statuses, 1, "k1"))[0] == "◀ overview"
+    shown = [name for name in statuses[40:60]]
+    assert labels(page) == [s.name for s in shown] + ["◀", f"4/{1000 // PAGE_SIZE} ▶"]
+    assert page.buttons[0].data == f"status:{shown[0].name}"  # a name's detail, one tap
+    assert labels(list_page(statuses, 1, "k1"))[PAGE_SIZE] == "◀ overview"
     last = list_page(statuses, 10_000, "k1")  # clamped to the last page
     assert last.text.startswith("<b>Workflows 981–1000 of 1000</b>")
-    assert labels(last) == ["◀"]
+    assert labels(last)[-1] == "◀"
 
 
 def test_few_workflows_are_listed_in_full_and_nothing_wrong_is_said_so() -> None:

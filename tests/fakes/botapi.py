@@ -189,7 +189,8 @@ class SentMessage:
 
     ``text`` is the current text (the last edit's, if any); ``original_text`` the text it
     was sent with, and ``texts`` every version in order. For a document (``sendDocument``)
-    ``text`` is its caption and ``document`` the file.
+    ``text`` is its caption and ``document`` the file; for a photo (``sendPhoto``) ``text``
+    is its caption and ``photo`` the uploaded image.
     """
 
     message_id: int
@@ -202,6 +203,7 @@ class SentMessage:
     edits: list[str] = field(default_factory=list)
     document: UploadedFile | None = None
     original_text: str | None = None
+    photo: UploadedFile | None = None
 
     def __post_init__(self) -> None:
         if self.original_text is None:
@@ -593,6 +595,7 @@ class FakeBotAPI(BackgroundServer):
             "logout": lambda _: True,
             "sendmessage": self._send_message,
             "senddocument": self._send_document,
+            "sendphoto": self._send_photo,
             "editmessagetext": self._edit_message_text,
             "answercallbackquery": self._answer_callback,
             "sendchataction": self._send_chat_action,
@@ -702,6 +705,37 @@ class FakeBotAPI(BackgroundServer):
         self.sent.append(record)
         return self._record_message(record)
 
+    def _send_photo(self, params: JSON) -> JSON:
+        """Only an uploaded PNG or JPEG is understood, checked against Telegram's limits for a
+        photo: at most 10 MB, width + height at most 10000, sides at most 20 to 1."""
+        photo = params.get("photo")
+        if not isinstance(photo, UploadedFile):
+            raise BotAPIError(400, "Bad Request: invalid file HTTP URL specified")
+        if not photo.data:
+            raise BotAPIError(400, "Bad Request: file must be non-empty")
+        size = image_size(photo.data)
+        if size is None:
+            raise BotAPIError(400, "Bad Request: IMAGE_PROCESS_FAILED")
+        width, height = size
+        too_big = len(photo.data) > 10 * 1024 * 1024 or width + height > 10_000
+        if too_big or max(width, height) > 20 * min(width, height):
+            raise BotAPIError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
+        caption, parse_mode = str(params.get("caption", "")), params.get("parse_mode")
+        check_caption(caption, parse_mode)
+        thread_id = params.get("message_thread_id")
+        record = SentMessage(
+            message_id=self._take_message_id(),
+            chat_id=int(params["chat_id"]),
+            text=caption,
+            parse_mode=parse_mode,
+            reply_markup=params.get("reply_markup"),
+            message_thread_id=int(thread_id) if thread_id is not None else None,
+            date=int(time.time()),
+            photo=photo,
+        )
+        self.sent.append(record)
+        return self._record_message(record)
+
     def _send_chat_action(self, params: JSON) -> bool:
         action = params.get("action")
         if action not in CHAT_ACTIONS:
@@ -778,7 +812,39 @@ class FakeBotAPI(BackgroundServer):
                 "file_name": record.document.filename,
                 "file_size": len(record.document.data),
             }
+        if record.photo is not None:
+            width, height = image_size(record.photo.data) or (0, 0)
+            del message["text"]
+            message["caption"] = record.text
+            message["photo"] = [
+                {
+                    "file_id": f"photo-{record.message_id}",
+                    "file_unique_id": f"unique-{record.message_id}",
+                    "width": width,
+                    "height": height,
+                    "file_size": len(record.photo.data),
+                }
+            ]
         return message
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height of a PNG (from its IHDR chunk) or a JPEG (its SOF marker); None when
+    it is neither, as Telegram refuses what it cannot read as an image."""
+    if data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data.startswith(b"\xff\xd8"):
+        at = 2
+        while at + 9 <= len(data) and data[at] == 0xFF:
+            marker, length = data[at + 1], int.from_bytes(data[at + 2 : at + 4], "big")
+            if marker in (0xC0, 0xC1, 0xC2):
+                height = int.from_bytes(data[at + 5 : at + 7], "big")
+                return int.from_bytes(data[at + 7 : at + 9], "big"), height
+            at += 2 + length
+    return None
 
 
 def _user(user_id: int) -> JSON:
