@@ -4,8 +4,10 @@ The goal: with 100 workflows heartbeating every second, the supervisor's CPU
 is at most that of supervisord 4 supervising the same 100 processes. The
 comparison is deliberately unfair to us: supervisord only waits on its
 children and copies their output to log files, reading no heartbeats at all,
-while ours also polls every workflow's state DB (100 SQLite files: status,
-heartbeat, errors) besides waiting on them and logging their output.
+while ours also reads every workflow's state DB each time it changes (100
+SQLite files, watched with inotify: status, heartbeat, errors; with heartbeats
+every second, 100 reads a second) besides waiting on them and logging their
+output.
 
 Both supervise the same child: a small Python script that writes the state
 table (``workflows/contract.py``) to its ``WORKFLOW_DB`` every second and

@@ -24,18 +24,21 @@ def _at(moment: datetime, tz: tzinfo, now: float | None = None) -> str:
     return local_time(moment.timestamp(), tz, time.time() if now is None else now)
 
 
-def node_alert(change: NodeChange, tz: tzinfo) -> Alert:
-    """``🔴 node-b is down: 12 workflows unsupervised since 03:12 CET``, or its return."""
+def node_alert(change: NodeChange, tz: tzinfo, now: float | None = None) -> Alert:
+    """``🔴 node-b is down: 12 workflows unsupervised since 03:12 CET``, or its return.
+
+    ``now`` (epoch seconds, the clock's by default) is what "back after 4m" counts to."""
+    now = time.time() if now is None else now
     node = f"<b>{esc(change.node)}</b>"
     count = f"{change.workflows} workflow{'' if change.workflows == 1 else 's'}"
     if change.down:
-        text = f"🔴 node {node} is down: {count} unsupervised since {_at(change.since, tz)}"
+        text = f"🔴 node {node} is down: {count} unsupervised since {_at(change.since, tz, now)}"
         return Alert(text, loud=True, critical=True, mergeable=False)
-    lasted = format_duration(max(0.0, time.time() - change.since.timestamp()))
+    lasted = format_duration(max(0.0, now - change.since.timestamp()))
     if not change.said:  # it came back before the poller looked: the outage is still news
         text = (
             f"🔴 node {node} was down for {lasted}: {count} unsupervised since "
-            f"{_at(change.since, tz)}; it is back now"
+            f"{_at(change.since, tz, now)}; it is back now"
         )
         return Alert(text, loud=True, critical=True, mergeable=False)
     verb = "is" if change.workflows == 1 else "are"

@@ -242,11 +242,9 @@ class Supervisor:
         scheduler.add_job(
             self._health.check, "interval", seconds=self.settings.check_interval_seconds, **common
         )
-        scheduler.add_job(
-            self._health.read_all, "interval", seconds=self.settings.error_poll_seconds, **common
-        )
         scheduler.start()
         self._scheduler = scheduler
+        self._health.start()  # watches the state files; polls what it cannot watch
 
     async def shutdown(self) -> None:
         """Stop every workflow gracefully (their runs resume next time), then close."""

@@ -1,15 +1,23 @@
 """Watching the workflows' state tables: errors, status changes, recoveries, hangs.
 
-The supervisor's periodic jobs call in here. The monitor reads every state
-table that changed (off the event loop), turns what it sees into events, and
-hands a hang back to the supervisor, which owns the processes.
+The monitor reads a state table when its files change (``supervisor.statewatch``
+says which, within milliseconds of the write), always off the event loop,
+turns what it sees into events, and hands a hang back to the supervisor, which
+owns the processes. Polling remains the fallback: every ``error_poll_seconds``
+for a workflow the watch does not cover (no inotify, a directory not there yet)
+or whose last read failed, and every ``check_interval_seconds`` for all of them
+(only a ``stat`` each when nothing changed), so that a change the watch missed
+is read by the next hang check at the latest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -26,10 +34,22 @@ from supervisor.events import (
 from supervisor.process import WorkflowProcess
 from supervisor.runtime import Runtime, utcnow
 from supervisor.settings import SupervisorSettings
-from supervisor.statedb import StateRead, StateSnapshot
+from supervisor.statedb import CLOCK_TICK_NS, Seen, StateRead, StateSnapshot
+from supervisor.statewatch import Batch, StateWatch
 
 FINAL_READ_TRIES = 5
 FINAL_READ_PAUSE_SECONDS = 0.05
+# How long a read showing only a running workflow's heartbeat may wait in the watch
+# thread for company: the heartbeat /status shows is this much older at worst (the
+# hang check takes the held reads first); errors, status changes, a first heartbeat
+# are handed over at once.
+HEARTBEAT_HANDOFF_SECONDS = 1.0
+# A table whose writer never pauses for CLOCK_TICK_NS is read anyway this long after
+# its first change (and again once it settles).
+SETTLE_LIMIT_NS = 2 * CLOCK_TICK_NS
+# A change still unread (a commit "being made", frames a rolled-back transaction left)
+# is given up this long after it was noticed: the fallback poll remains.
+PENDING_LIMIT_NS = 1_000_000_000
 
 log = logging.getLogger("supervisor")
 
@@ -55,6 +75,28 @@ class HealthMonitor:
         self._on_hang = on_hang
         self._reads_in_flight = 0
         self._closed = False
+        self._watch: StateWatch | None = None
+        # What the watch thread reads: a copy, so that it never iterates the live mapping.
+        self._watched: dict[str, Runtime] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._poller: asyncio.Task[None] | None = None
+        # The number of the read last taken of each workflow (``StateSnapshot.number``):
+        # one with a smaller number saw the database earlier, and is dropped (``_take``).
+        self._taken: dict[str, int] = {}
+        # The watch thread's: the reads it holds back (``_read_changed``; the hang check
+        # takes them too, under the lock), what its newest read of each workflow saw,
+        # and the changes it has not read yet: (first noticed, when to look), time_ns.
+        self._held: dict[str, tuple[Runtime, StateRead]] = {}
+        self._held_since: float | None = None
+        self._held_lock = threading.Lock()
+        self._latest: dict[str, Seen] = {}
+        self._pending: dict[str, tuple[int, int]] = {}
+
+    def start(self) -> None:
+        """Watch the state files, and poll what the watch does not cover (``_poll``)."""
+        if self._poller is None and not self._closed:
+            self._loop = asyncio.get_running_loop()
+            self._poller = asyncio.create_task(self._poll())
 
     async def close(self) -> None:
         """Take no more reads, and wait (briefly) for one in a worker thread to finish.
@@ -63,10 +105,129 @@ class HealthMonitor:
         cancelled mid-read at loop teardown nor reopen the closed readers.
         """
         self._closed = True
+        if self._watch is not None:
+            await asyncio.to_thread(self._watch.stop)  # its batch in progress ends first
         for _ in range(200):
             if not self._reads_in_flight:
-                return
+                break
             await asyncio.sleep(0.01)
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+
+    async def _poll(self) -> None:
+        """Start the watch, read what changed before it began, then every
+        ``error_poll_seconds`` poll the workflows it does not cover."""
+        watch = self._watch = StateWatch(self._read_changed)
+        self._watched = dict(self._runtimes)
+        paths = {name: rt.reader.path for name, rt in self._watched.items()}
+        if await asyncio.to_thread(watch.start):
+            await asyncio.to_thread(watch.track, paths)
+        await self.read_all()  # a write between the start-up reads and the watch
+        while not self._closed:
+            await asyncio.sleep(self._settings.error_poll_seconds)
+            watched = self._covered()
+            due = [
+                rt
+                for name, rt in self._runtimes.items()
+                # Not watched, or its last read failed (a lock held): no change may follow.
+                if rt.unreadable_since is not None or name not in watched
+            ]
+            if due:
+                await self._read(due)
+
+    def _covered(self) -> frozenset[str]:
+        """The workflows whose writes the watch sees now."""
+        return frozenset() if self._watch is None else self._watch.covered()
+
+    def _read_changed(self, batch: Batch) -> float | None:
+        """In the watch thread: read the workflows whose files changed (None: all), and
+        hand the reads to the event loop; returns when to be called again, if ever.
+
+        A table is read when its files changed, and again while a commit was
+        being made as it read, or where that cannot be told, once its newest
+        write is ``CLOCK_TICK_NS`` old (``StateReader.read_settled``). A read that shows
+        nothing but a running workflow's heartbeat moving is held back
+        (``HEARTBEAT_HANDOFF_SECONDS``, or until a read with news comes): with a
+        hundred workflows beating every second, waking the loop for each batch
+        would cost more than the reads. The thread reads, never writes, a
+        runtime's fields: a read overtaken by a newer one is dropped on the loop
+        (``_take``), and an older error id only asks for entries already
+        reported, which ``_report_errors`` filters out.
+        """
+        watched, loop, pending = self._watched, self._loop, self._pending
+        if self._closed or loop is None:
+            return None
+        now = time.time_ns()
+        for name in watched if batch is None else batch:
+            if name in watched and name not in pending:
+                pending[name] = (now, now)  # (first change, when to look): look now
+        news = batch is None
+        for name, (first, due) in list(pending.items()):
+            runtime = watched.get(name)
+            if runtime is None:  # no longer configured
+                del pending[name]
+                continue
+            if due > now:
+                continue
+            seen = self._latest.get(name, runtime.seen)
+            read, again, settling = runtime.reader.read_settled(
+                seen, runtime.memory.last_error_id, force=now - first >= SETTLE_LIMIT_NS
+            )
+            # Read before it settled (its writer never pauses): a new round, read again later.
+            since = now if read is not None and settling else first
+            if again is not None and now - since < PENDING_LIMIT_NS:
+                pending[name] = (since, again)
+            else:  # done; or a commit "being made" this long was abandoned: the poll remains
+                del pending[name]
+            if read is None:
+                continue
+            if read[0] is None or read[1].hidden:  # failed: it proves nothing to skip by
+                self._latest.pop(name, None)
+            else:
+                self._latest[name] = read[0]
+            with self._held_lock:
+                self._held[name] = (runtime, read)  # the newest read of each wins
+            news = news or not _only_heartbeat(runtime, read)
+        return self._hand_over(loop, news, pending)
+
+    def _hand_over(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        news: bool,
+        pending: Mapping[str, tuple[int, int]],
+    ) -> float | None:
+        """Give the held reads to the loop if one has news or they waited long enough;
+        the seconds until the next read is due or the held ones must go."""
+        wake = None
+        with self._held_lock:
+            handed: list[tuple[Runtime, StateRead]] = []
+            if self._held:
+                now = time.monotonic()
+                if self._held_since is None:
+                    self._held_since = now
+                wait = self._held_since + HEARTBEAT_HANDOFF_SECONDS - now
+                if news or wait <= 0:
+                    handed = self._release_held()
+                else:
+                    wake = wait
+        if handed:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody to tell
+                loop.call_soon_threadsafe(
+                    self._take, [rt for rt, _ in handed], [read for _, read in handed]
+                )
+        if pending:
+            due = (min(due for _, due in pending.values()) - time.time_ns()) / 1e9
+            wake = due if wake is None else min(wake, due)
+        return None if wake is None else max(wake, 0.0)
+
+    def _release_held(self) -> list[tuple[Runtime, StateRead]]:
+        """The reads held back, no longer held (with ``_held_lock``)."""
+        handed = list(self._held.values())
+        self._held.clear()
+        self._held_since = None
+        return handed
 
     def refresh(self, runtime: Runtime, *, force: bool = False) -> bool:
         """Re-read the state table now, if its files changed; True when something was read."""
@@ -88,6 +249,7 @@ class HealthMonitor:
         """Take a read; one that failed keeps what was known (and is tried again next poll)."""
         seen, snapshot = read
         runtime.reads += 1
+        self._taken[runtime.name] = snapshot.number
         problem = snapshot.problem
         if problem and snapshot.hidden:  # its health is unknown: never taken for a hang
             runtime.seen = None
@@ -114,25 +276,63 @@ class HealthMonitor:
         """Read every changed state table in a worker thread, then act on what changed.
 
         With a hundred workflows the reads add up to tens of milliseconds; off
-        the event loop they never delay a chat command.
+        the event loop they never delay a chat command. A watched table costs
+        a ``stat`` here unless it changed; a directory not watched yet is
+        tried again first, and the heartbeats the watch holds back are taken.
         """
+        await self._read(list(self._runtimes.values()), retrack=True)
+
+    async def _read(self, runtimes: Sequence[Runtime], *, retrack: bool = False) -> None:
         if self._closed:
             return
-        runtimes = list(self._runtimes.values())
-        known = [(rt.reader, rt.seen, rt.memory.last_error_id) for rt in runtimes]
-        taken = [rt.reads for rt in runtimes]
+        watch = self._watch
+        paths = None
+        if retrack and watch is not None and watch.alive:
+            self._watched = dict(self._runtimes)
+            paths = {name: rt.reader.path for name, rt in self._watched.items()}
+        watched = self._covered()
+        latest = self._latest
+        # A watched table unchanged since the watch's newest read of it is not read again
+        # (one whose last read failed is).
+        known = [
+            (
+                rt.reader,
+                latest.get(rt.name, rt.seen)
+                if rt.name in watched and rt.unreadable_since is None
+                else rt.seen,
+                rt.memory.last_error_id,
+                rt.name in watched,
+            )
+            for rt in runtimes
+        ]
+
+        def read() -> tuple[list[tuple[Runtime, StateRead]], list[StateRead | None]]:
+            if paths is not None and watch is not None:
+                watch.track(paths)
+            held = []
+            if retrack:  # the hang check: the heartbeats the watch holds back count
+                with self._held_lock:
+                    held = self._release_held()
+            return held, [
+                reader.read_if_changed(seen, after, watched=watched)
+                for reader, seen, after, watched in known
+            ]
+
         self._reads_in_flight += 1
         try:
-            reads = await asyncio.to_thread(
-                lambda: [reader.read_if_changed(seen, after) for reader, seen, after in known]
-            )
+            held, reads = await asyncio.to_thread(read)
         finally:
             self._reads_in_flight -= 1
-        for runtime, read, before in zip(runtimes, reads, taken, strict=True):
-            if runtime.reads != before:
-                continue  # a newer read (an exit's) came in meanwhile: this one is stale
+        self._take([rt for rt, _ in held], [read for _, read in held])
+        self._take(runtimes, reads)
+
+    def _take(self, runtimes: Sequence[Runtime], reads: Sequence[StateRead | None]) -> None:
+        """Act on reads; one older than the last taken of its workflow is dropped."""
+        for runtime, read in zip(runtimes, reads, strict=True):
+            if read is None or read[1].number <= self._taken.get(runtime.name, 0):
+                continue  # a later read (an exit's) came in meanwhile: this one is stale
             try:
-                if read is not None and self._apply_read(runtime, read):
+                if self._apply_read(runtime, read):
                     self.observe(runtime)
             except Exception:  # one broken workflow must not stop the others' checks
                 log.exception("reading the state of %s failed", runtime.name)
@@ -257,6 +457,28 @@ def _rewritten(snapshot: StateSnapshot, remembered: Memory) -> bool:
         return True
     known = remembered.last_error_version
     return known is not None and snapshot.last_error_version != known
+
+
+def _only_heartbeat(runtime: Runtime, read: StateRead) -> bool:
+    """The read shows a running, healthy workflow whose heartbeat alone may have moved:
+    nothing for the loop to announce or decide now. Read from the watch thread."""
+    seen, new = read
+    old = runtime.snapshot
+    return (
+        seen is not None
+        and runtime.state == "running"
+        and runtime.incident is None
+        and runtime.unreadable_since is None
+        and new.problem is None
+        and old.problem is None
+        and not new.errors
+        and new.status == old.status
+        and new.summary == old.summary
+        and new.last_error == old.last_error
+        and new.last_error_version == old.last_error_version
+        and new.paused == old.paused
+        and new.keeps_error_log == old.keeps_error_log
+    )
 
 
 def _with_problem(snapshot: StateSnapshot, problem: str) -> StateSnapshot:
