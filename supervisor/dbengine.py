@@ -7,6 +7,7 @@ the supervisor and a ``status`` command can share the file. Other backends
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +49,14 @@ def lock_schema(conn: Connection) -> None:
 
 
 def create_tables(target: Engine | Connection, metadata: MetaData) -> None:
-    """Create ``metadata``'s missing tables, under the schema lock."""
+    """Create ``metadata``'s missing tables, under the schema lock (and, for threads of
+    one process, ``_CREATING``: SQLite has no lock to take before its existence check)."""
     if isinstance(target, Engine):
-        with target.begin() as conn:
+        with _CREATING, target.begin() as conn:
             create_tables(conn, metadata)
         return
     lock_schema(target)
     metadata.create_all(target)
+
+
+_CREATING = threading.RLock()

@@ -152,7 +152,10 @@ class StateWatch:
             try:
                 self._inotify, self._fd = open_inotify()
             except (OSError, AttributeError) as exc:  # AttributeError: a libc without inotify
-                log.warning("state files not watched (%s): polling them instead", exc)
+                # None on this system is how it is; refused (its limits used up) is news.
+                missing = not isinstance(exc, OSError) or exc.errno == errno.ENOSYS
+                level = logging.INFO if missing else logging.WARNING
+                log.log(level, "state files not watched (%s): polling them instead", exc)
                 return False
             self._wake_read, self._wake_write = os.pipe()
             self._thread = threading.Thread(target=self._run, name="state-watch", daemon=True)
