@@ -26,7 +26,6 @@ the digest, and the digest's words say what changed without it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -41,6 +40,7 @@ from bot.localtime import local_time
 from bot.outbox import Alert, Notifier
 from bot.text import TELEGRAM_LIMIT, clip_html, esc, esc_clip
 from bot.transport import Document
+from supervisor.cancelling import cancel
 from supervisor.dbengine import create_tables
 from supervisor.events import WorkflowStatus
 
@@ -242,11 +242,8 @@ class DigestScheduler:
             self._task = asyncio.create_task(self._run(), name="digest")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -15,13 +15,13 @@ only the URL's host, because the URL's path is the check's secret.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from urllib.parse import urlsplit
 
 import httpx
 
 from bot.settings import BotSettings
+from supervisor.cancelling import cancel
 
 log = logging.getLogger("bot.healthcheck")
 PING_TIMEOUT_SECONDS = 10.0
@@ -48,10 +48,7 @@ class Pinger:
         self._task = asyncio.create_task(self._run(previous_failed))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     async def _run(self, previous_failed: bool) -> None:
         async with httpx.AsyncClient(timeout=PING_TIMEOUT_SECONDS) as client:

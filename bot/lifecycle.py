@@ -15,7 +15,6 @@ host, so bots on several hosts sharing a Postgres control DB keep apart.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import time
@@ -28,6 +27,7 @@ from sqlalchemy import Table as SATable
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.healthcheck import Pinger
+from supervisor.cancelling import cancel
 from supervisor.dbengine import create_tables
 
 log = logging.getLogger("bot")
@@ -114,10 +114,7 @@ class Lifecycle:
         """Mark a clean stop; only a bot that gets here was not killed."""
         if self.pinger is not None:
             await self.pinger.stop()
-        if self._stamping is not None:
-            self._stamping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._stamping
+        await cancel(self._stamping)
         await asyncio.to_thread(self.record.stopped, self.clock())
 
     async def _stamp(self) -> None:

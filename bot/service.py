@@ -7,7 +7,6 @@ console mode differ only in how messages come in and go out.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from bot.settings import Alerting, default_alerting
 from bot.transport import ChatTarget, ChatTransport, ConsoleTransport
 from supervisor.agent.bridge import AgentBridge
 from supervisor.api import HostSupervisor, SupervisorAPI
+from supervisor.cancelling import cancel
 from supervisor.dbengine import make_engine
 from supervisor.fleet.node import FleetNode
 from supervisor.fleet.registry import NodeChange
@@ -209,11 +209,8 @@ class Service:
             await self.notifier.stop_delivery()
 
     async def _stop_headless(self) -> None:
-        if self._headless is not None:
-            self._headless.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._headless
-            self._headless = None
+        await cancel(self._headless)
+        self._headless = None
 
     async def _forward_headless(self) -> None:
         """While this node polls: the events of headless nodes become alerts here, from each

@@ -37,6 +37,7 @@ from bot.text import TELEGRAM_LIMIT, Button, Message, clip_html, esc, esc_clip
 from supervisor.agent.bridge import AgentBridge
 from supervisor.agent.types import Decision, Proposal, Session, Step, TurnResult
 from supervisor.api import SupervisorAPI
+from supervisor.cancelling import cancel
 
 log = logging.getLogger("bot")
 
@@ -374,11 +375,7 @@ class _Observer:
         )
 
     async def end(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(*self.tasks)
 
     async def finish(self, result: TurnResult | None) -> None:
         """The progress message's last edit; the answer follows it (none if the turn failed)."""

@@ -18,13 +18,13 @@ each node's bot samples its own workflows; a headless node's are not sampled.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import sqlalchemy as sa
 
+from supervisor.cancelling import cancel
 from supervisor.dbengine import create_tables
 from supervisor.events import LIVE_STATES, WorkflowStatus
 
@@ -123,11 +123,8 @@ class HeartbeatSampler:
             self._task = asyncio.create_task(self._run(), name="heartbeat-samples")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -24,7 +24,6 @@ own ``up`` for the target says that the scrape fails.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 
@@ -36,6 +35,7 @@ from bot.observe.server import HttpEndpoint, parse_addr, plain, prometheus
 from bot.outbox_store import OutboxStore
 from supervisor.api import SupervisorAPI
 from supervisor.bus import Subscription
+from supervisor.cancelling import cancel
 from supervisor.spend import ledger
 
 log = logging.getLogger("bot.observe")
@@ -137,11 +137,7 @@ class Observer:
     async def stop(self) -> None:
         """Stop feeding and serving; the port is free when this returns."""
         self.stopping()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(*self._tasks)
         self._tasks = []
         self._halt.set()
         if self._endpoint is not None:

@@ -9,13 +9,13 @@ never a command or an alert.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 import psycopg
 from sqlalchemy.engine import make_url
 
+from supervisor.cancelling import cancel
 from supervisor.fleet.tables import CHANNEL
 
 log = logging.getLogger("supervisor.fleet")
@@ -42,11 +42,8 @@ class Listener:
         self._task = asyncio.create_task(self._run(), name="fleet-listener")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         delay = 0.5

@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
 from supervisor.api import SupervisorAPI, SupervisorError
+from supervisor.cancelling import cancel
 from supervisor.dbengine import create_tables
 from supervisor.fleet import commands, lease, registry
 from supervisor.fleet.listener import Listener
@@ -128,11 +129,7 @@ class FleetNode:
 
     async def leave(self) -> None:
         """Stop the loops, hand the lease over and say this node stopped cleanly."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(*self._tasks)
         self._tasks = []
         await self._listener.stop()
         self._step_down("stopping")
