@@ -45,6 +45,14 @@ LAST_ERROR_KEY: Final = "supervisor.last_error"
 PAUSED_KEY: Final = "supervisor.paused"
 CONTRACT_KEYS: Final = (STATUS_KEY, SUMMARY_KEY, HEARTBEAT_KEY, LAST_ERROR_KEY, PAUSED_KEY)
 
+# Optional: what the workflow's agents used so far in this run, cumulative (a new run starts
+# again from 0). Integers of tokens and a decimal of USD; the supervisor turns the increases
+# into each day's spend and holds the workflow to its ``budget_usd_per_day``.
+INPUT_TOKENS_KEY: Final = "agent.input_tokens"
+OUTPUT_TOKENS_KEY: Final = "agent.output_tokens"
+COST_KEY: Final = "agent.cost_usd"
+USAGE_KEYS: Final = (INPUT_TOKENS_KEY, OUTPUT_TOKENS_KEY, COST_KEY)
+
 Status = Literal["idle", "running", "error", "done"]
 STATUSES: Final[tuple[str, ...]] = get_args(Status)
 
