@@ -19,8 +19,10 @@ last lines of output.
 
 from __future__ import annotations
 
+from datetime import UTC, tzinfo
 from typing import Literal
 
+from bot.cost import budget_alert
 from bot.heal import applied_message, proposal_key, proposed_message, rolled_back_message
 from bot.outbox import Alert
 from bot.render import actions, tail_button
@@ -34,6 +36,9 @@ from bot.text import (
 )
 from bot.why import verdict_message
 from supervisor.events import (
+    BudgetPaused,
+    BudgetResumed,
+    BudgetWarning,
     Crashed,
     Diagnosed,
     ErrorReported,
@@ -75,8 +80,10 @@ def severity(event: Event) -> Severity:
             return "warning" if event.will_restart else "critical"
         case GaveUp() | ErrorReported() | StatusChanged(new="error") | HealRolledBack():
             return "critical"
-        case StateUnreadable():
+        case StateUnreadable() | BudgetWarning():
             return "warning"
+        case BudgetPaused():
+            return "critical"
         case _:
             return "info"
 
@@ -147,9 +154,10 @@ class AlertComposer:
     nobody acknowledged; None never does.
     """
 
-    def __init__(self, remind_after: float | None = None) -> None:
+    def __init__(self, remind_after: float | None = None, tz: tzinfo = UTC) -> None:
         self._headlines: dict[str, str] = {}
         self._remind_after = remind_after
+        self._tz = tz  # ALERT_TIMEZONE: of the times an alert names
 
     def alerts(self, event: Event) -> list[Alert]:
         return [
@@ -243,6 +251,8 @@ class AlertComposer:
                 if event.summary:
                     text += f"\n{esc_clip(event.summary, 500)}"
                 return [Alert(text, buttons(event.workflow, acknowledge=True))]
+            case BudgetWarning() | BudgetPaused() | BudgetResumed():
+                return [budget_alert(event, self._tz)]
             case Reloaded():
                 path = esc_clip(event.path, 300)
                 return [Alert(f"🔄 <b>{esc(event.workflow)}</b> reloaded: {path} changed")]

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Protocol
 
 from bot.audit import Actor, AuditLog
+from bot.cost import cost_message, usd
 from bot.fleet import fleet_overview
 from bot.heal import proposal_key as heal_key
 from bot.localtime import local_time
@@ -44,6 +45,7 @@ from bot.text import Message, esc, esc_clip, format_duration, parse_duration
 from bot.transport import Document
 from bot.why import evidence_document, looking_message, verdict_message
 from supervisor.api import SupervisorAPI, SupervisorError, UnknownWorkflow
+from supervisor.events import SpendSummary
 
 if TYPE_CHECKING:
     from bot.observe.pictures import Charts
@@ -59,7 +61,7 @@ CHART_USAGE = "usage: /chart [NAME] [24h|7d]"
 _LOOKS_LIKE_A_WINDOW = re.compile(r"^\d+[a-z]+$", re.IGNORECASE)
 MUTATING = frozenset(
     {"start", "stop", "restart", "pause", "resume", "mute", "unmute", "ack"}
-    | {"fix", "healapply", "healreject", "healrollback"}
+    | {"fix", "healapply", "healreject", "healrollback", "budgetonce", "budgetraise"}
 )
 NEEDS_NAME = frozenset(
     {"start", "stop", "restart", "pause", "resume", "tail", "logs", "ack", "fix"}
@@ -83,6 +85,7 @@ COMMANDS: dict[str, str] = {
     "mute": "hold alerts of one workflow or all for a while (default 1h)",
     "unmute": "end a mute",
     "ack": "stop the reminders of a workflow that gave up",
+    "cost": "what each workflow's agents spent, highest first",
     "help": "what the bot can do",
 }
 
@@ -294,6 +297,10 @@ class CommandRouter:
                 return await self._unmute(args)
             case "ack":
                 return await self._ack(args)
+            case "cost":
+                return Reply([cost_message(await self.api.status(), await self.api.own_spend())])
+            case "budgetonce" | "budgetraise":
+                return await self._budget(command, args, actor)
             case "help":
                 return line(HELP)
             case _:
@@ -537,6 +544,17 @@ class CommandRouter:
             revert = await self.api.heal_rollback(target, who)
             said = f"↩️ proposal {esc(target)} rolled back (<code>{esc(revert[:10])}</code>)"
         return Reply([Message(said)], key=heal_key(target))
+
+    async def _budget(self, command: str, args: list[str], actor: Actor) -> Reply:
+        """The budget pause's buttons: [Resume once], [Raise ×2]."""
+        name = self._name(command, args)
+        if command == "budgetonce":
+            status = await self.api.budget_resume(name, actor.name)
+        else:
+            status = await self.api.budget_raise(name, actor.name)
+        spend = status.spend or SpendSummary()
+        allowed = usd(spend.allowance_usd or 0.0)
+        return line(f"💸▶️ <b>{esc(name)}</b> may spend {allowed} today ({status.state})")
 
     async def _mute(self, args: list[str]) -> Reply:
         """``/mute [NAME] [DURATION]``: one workflow, or all of them, for a while."""

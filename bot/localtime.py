@@ -8,18 +8,8 @@ says which zone it means, and adds the date when the moment is not today.
 from __future__ import annotations
 
 from datetime import datetime, time, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.text import format_duration
-
-
-def zone(name: str) -> ZoneInfo:
-    """The IANA time zone ``name``; ``ValueError`` names it when no such zone exists."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        hint = "use an IANA name like Europe/Berlin"
-        raise ValueError(f"unknown time zone {name!r}: {hint}") from exc
 
 
 def clock_time(text: str) -> time:

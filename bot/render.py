@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, tzinfo
 
+from bot.cost import spend_fragment, spend_lines
 from bot.localtime import local_time
 from bot.outbox import Mute
 from bot.text import (
@@ -58,6 +59,9 @@ def status_line(status: WorkflowStatus) -> str:
         parts.append(f"♥ {_age(status.heartbeat_age)}")
     if status.restarts:
         parts.append(f"↻{status.restarts}")
+    spent = spend_fragment(status.spend)
+    if spent:
+        parts.append(spent)
     line = " · ".join(parts)
     if status.summary:
         line += f" — {esc_clip(' '.join(status.summary.split()), SUMMARY_IN_LIST)}"
@@ -127,6 +131,7 @@ def detail(
         lines.append(f"last exit code: {status.exit_code}")
     if status.db_problem:
         lines.append(f"⚠️ {esc_clip(status.db_problem, DB_PROBLEM)}")
+    lines += spend_lines(status.spend)
     if events:
         lines.append("\n<b>recent events</b>")
         lines += [_event_line(event) for event in events]
@@ -212,6 +217,7 @@ you apply it with one tap
 hangs and give-ups still come
 /unmute [name] – end the mute and get a summary
 /ack name – stop the reminders of a give-up
+/cost – what each workflow's agents spent today and in 7 days, highest first
 /help – this list
 A command without its name offers the names as buttons."""
 

@@ -104,7 +104,9 @@ class Service:
         self.router = CommandRouter(
             self.api, self.notifier, self.audit, follow=follow, timezone=alerting.timezone
         )
-        composer = AlertComposer(remind_after=alerting.renotify_seconds or None)  # 0: never
+        composer = AlertComposer(  # renotify 0: never
+            remind_after=alerting.renotify_seconds or None, tz=alerting.timezone
+        )
         self.composer = composer
         self._headless: asyncio.Task[None] | None = None
         self.forwarder = EventForwarder(

@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bot.localtime import clock_time, zone
+from bot.localtime import clock_time
 from bot.observe.server import parse_addr
+from supervisor.days import zone
 
 DEFAULT_API_BASE_URL = "https://api.telegram.org/bot"
 IdList = Annotated[list[int], NoDecode]

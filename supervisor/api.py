@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from supervisor.agent.types import Workspace
 from supervisor.bus import Subscription
 from supervisor.diagnosis.types import EvidencePack, Verdict
-from supervisor.events import EventRecord, WorkflowStatus
+from supervisor.events import EventRecord, OwnSpend, WorkflowStatus
 
 if TYPE_CHECKING:
     from supervisor.agentsettings import AgentSettings
@@ -53,6 +53,18 @@ class SupervisorAPI(Protocol):
     async def pause(self, name: str) -> WorkflowStatus: ...
 
     async def resume(self, name: str) -> WorkflowStatus: ...
+
+    async def budget_resume(self, name: str, approver: str) -> WorkflowStatus:
+        """[Resume once]: its budget paused it; it may spend one more budget's worth today."""
+        ...
+
+    async def budget_raise(self, name: str, approver: str) -> WorkflowStatus:
+        """[Raise ×2]: double its budget_usd_per_day in force; resume it if that paused it."""
+        ...
+
+    async def own_spend(self) -> OwnSpend:
+        """What the control plane's own agents (/why, the bridge, heal) spent today."""
+        ...
 
     async def status(self, name: str | None = None) -> list[WorkflowStatus]:
         """Every workflow (``name`` None) or just that one, as a one-item list."""

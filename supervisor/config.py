@@ -80,6 +80,8 @@ class WorkflowConfig(BaseModel):
     heal_check_command: Annotated[list[NonEmptyStr], Field(min_length=1)] | None = None
     heal_smoke_seconds: float = Field(default=60.0, gt=0)
     heal_probation_seconds: float = Field(default=600.0, gt=0)
+    # USD its agents may spend per local day (ALERT_TIMEZONE): a note at 80%, a pause at 100%.
+    budget_usd_per_day: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _one_way_to_run(self) -> WorkflowConfig:

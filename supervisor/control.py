@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,12 +28,15 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Engine,
+    Float,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
     delete,
+    func,
     insert,
     select,
     update,
@@ -44,8 +47,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from supervisor.dbengine import lock_schema, make_engine
 from supervisor.eventcodec import encode_event
 from supervisor.events import Event, EventRecord, IncidentCause, ProcessState
+from supervisor.statedb import Usage
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 ERROR_REPEAT_WINDOW = timedelta(hours=24)
 
 metadata = MetaData()
@@ -79,6 +83,12 @@ def _memory_v2() -> list[Column[Any]]:
     ]
 
 
+def _memory_v3() -> list[Column[Any]]:
+    """Added in version 3: the agents' usage already counted as spend (JSON of
+    ``Usage``), and where the workflow stands with its budget (JSON of ``BudgetMemory``)."""
+    return [Column("usage_seen", Text), Column("budget", Text)]
+
+
 events = Table(
     "supervisor_events",
     metadata,
@@ -101,6 +111,22 @@ memory = Table(
     Column("last_error_id", Integer, nullable=False, default=0),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     *_memory_v2(),
+    *_memory_v3(),
+)
+
+# Added in version 3: each increase of a workflow's agent.cost_usd, on the local day
+# (ALERT_TIMEZONE) it was seen; what /cost, the budgets and the metrics add up.
+spend = Table(
+    "workflow_spend",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("day", String(10), nullable=False),
+    Column("workflow", String(128), nullable=False),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Index("ix_workflow_spend_day_workflow", "day", "workflow"),
 )
 
 
@@ -111,8 +137,24 @@ def _to_v2(op: Operations) -> None:
         op.add_column(events.name, column)
 
 
-# _MIGRATIONS[n] upgrades a database at version n to n + 1.
-_MIGRATIONS: dict[int, Callable[[Operations], None]] = {1: _to_v2}
+def _to_v3(op: Operations) -> None:
+    for column in _memory_v3():
+        op.add_column(memory.name, column)
+
+
+# _MIGRATIONS[n] upgrades a database at version n to n + 1 (a new table needs none:
+# ``create_all`` makes it before the upgrade runs).
+_MIGRATIONS: dict[int, Callable[[Operations], None]] = {1: _to_v2, 2: _to_v3}
+
+
+@dataclass(frozen=True, slots=True)
+class Spent:
+    """An increase of one workflow's usage, seen at ``time`` on local ``day``."""
+
+    workflow: str
+    time: datetime
+    day: str
+    usage: Usage
 
 
 class ControlDBError(RuntimeError):
@@ -135,6 +177,19 @@ class Incident:
 
 
 @dataclass(slots=True)
+class BudgetMemory:
+    """Where a workflow stands with its ``budget_usd_per_day`` (``supervisor.budget``)."""
+
+    day: str | None = None  # the budget day ``warned`` and ``granted_usd`` are about
+    warned: bool = False  # the 80% note was sent that day
+    granted_usd: float = 0.0  # [Resume once]: allowed on top of the budget that day
+    paused_on: str | None = None  # the day the budget paused it; resumed when it ends
+    paused_at: float | None = None  # when (epoch seconds): names the pause's alert
+    raised_usd: float | None = None  # [Raise ×2]: the budget in force instead of the TOML's,
+    raised_from: float | None = None  # while the TOML still says this
+
+
+@dataclass(slots=True)
 class Memory:
     """What survives a supervisor restart for one workflow."""
 
@@ -148,6 +203,8 @@ class Memory:
     incident: Incident | None = None
     last_error_version: str | None = None  # of the last_error value last read
     error_times: list[datetime] = field(default_factory=list)  # last_error_seen's reports
+    usage_seen: Usage = field(default_factory=Usage)  # the run's usage already counted
+    budget: BudgetMemory = field(default_factory=BudgetMemory)
 
     def count_error(self, text: str, now: datetime) -> int:
         """Note a report of ``text``; how many times it was reported in the last day."""
@@ -159,7 +216,12 @@ class Memory:
     def copy(self) -> Memory:
         """A snapshot to hand to the writer thread while the loop goes on changing this one."""
         incident = None if self.incident is None else replace(self.incident)
-        return replace(self, incident=incident, error_times=list(self.error_times))
+        return replace(
+            self,
+            incident=incident,
+            error_times=list(self.error_times),
+            budget=replace(self.budget),
+        )
 
 
 class ControlDB:
@@ -228,8 +290,9 @@ class ControlDB:
         return [EventRecord(_aware(row.time), row.workflow, row.kind, row.detail) for row in rows]
 
     def forget_events(self, older_than: datetime) -> int:
-        """Drop events older than ``older_than``; the table would otherwise only grow."""
+        """Drop events (and spend) older than ``older_than``; the tables would only grow."""
         with self.engine.begin() as conn:
+            conn.execute(delete(spend).where(spend.c.time < older_than))
             return conn.execute(delete(events).where(events.c.time < older_than)).rowcount
 
     def load_memory(self) -> dict[str, Memory]:
@@ -240,6 +303,35 @@ class ControlDB:
     def save_memory(self, name: str, remembered: Memory) -> None:
         with self.engine.begin() as conn:
             _save_memory(conn, name, remembered)
+
+    def record_spend(self, spent: Spent, remembered: Memory) -> None:
+        """Add an increase of a workflow's usage, and the memory that counted it, at once:
+        a kill between the two would count it twice or never."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(spend).values(
+                    time=spent.time,
+                    day=spent.day,
+                    workflow=spent.workflow,
+                    input_tokens=spent.usage.input_tokens,
+                    output_tokens=spent.usage.output_tokens,
+                    cost_usd=spent.usage.cost_usd,
+                )
+            )
+            _save_memory(conn, spent.workflow, remembered)
+
+    def spend_by_day(self, since_day: str) -> dict[str, dict[str, float]]:
+        """USD per workflow and local day, from ``since_day`` on."""
+        query = (
+            select(spend.c.workflow, spend.c.day, func.sum(spend.c.cost_usd))
+            .where(spend.c.day >= since_day)
+            .group_by(spend.c.workflow, spend.c.day)
+        )
+        found: dict[str, dict[str, float]] = {}
+        with self.engine.connect() as conn:
+            for workflow, day, usd in conn.execute(query):
+                found.setdefault(workflow, {})[day] = float(usd)
+        return found
 
 
 def _memory_of(row: Any) -> Memory:
@@ -262,6 +354,8 @@ def _memory_of(row: Any) -> Memory:
         incident,
         row.last_error_version,
         [_aware(datetime.fromisoformat(t)) for t in json.loads(row.error_times or "[]")],
+        Usage(**json.loads(row.usage_seen or "{}")),
+        BudgetMemory(**json.loads(row.budget or "{}")),
     )
 
 
@@ -281,6 +375,8 @@ def _save_memory(conn: Connection, name: str, remembered: Memory) -> None:
         "incident_detail": incident.last_detail if incident else None,
         "last_error_version": remembered.last_error_version,
         "error_times": json.dumps([t.isoformat() for t in remembered.error_times]),
+        "usage_seen": json.dumps(asdict(remembered.usage_seen)),
+        "budget": json.dumps(asdict(remembered.budget)),
         "updated_at": datetime.now(UTC),
     }
     changed = conn.execute(update(memory).where(memory.c.name == name).values(**values))

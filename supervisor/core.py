@@ -15,23 +15,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from supervisor import budget as budget_rule
 from supervisor.agent.types import Workspace
 from supervisor.agentsettings import AgentSettings
 from supervisor.api import SupervisorError, UnknownWorkflow
 from supervisor.bus import EventBus, Subscription
 from supervisor.config import ResolvedWorkflow
-from supervisor.control import ControlDB, Incident, Memory
+from supervisor.control import BudgetMemory, ControlDB, Incident, Memory
+from supervisor.days import next_midnight
 from supervisor.diagnosis.diagnose import Diagnoser
 from supervisor.diagnosis.types import EvidencePack, Verdict
 from supervisor.diagnosis.why import EVIDENCE_EVENTS, Case, explain, gather
 from supervisor.events import (
+    BudgetPaused,
+    BudgetResumed,
+    BudgetWarning,
     Crashed,
     Diagnosed,
     Event,
@@ -41,12 +46,14 @@ from supervisor.events import (
     Hung,
     IncidentCause,
     IncidentClosed,
+    OwnSpend,
     Paused,
     ProcessState,
     Reloaded,
     Restarted,
     RestartReason,
     Resumed,
+    SpendSummary,
     Started,
     Stopped,
     WorkflowStatus,
@@ -66,6 +73,7 @@ from supervisor.restarts import check_transition
 from supervisor.runtime import Runtime, utcnow
 from supervisor.secrets import Redactor
 from supervisor.settings import SupervisorSettings
+from supervisor.spending import Spending
 from supervisor.statedb import StateReader, write_paused
 
 log = logging.getLogger("supervisor")
@@ -87,8 +95,10 @@ class Supervisor:
         *,
         redactor: Redactor | None = None,
         agent: AgentSettings | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        """``redactor`` knows the caller's secrets (the bot token), kept from every request."""
+        """``redactor`` knows the caller's secrets (the bot token), kept from every request;
+        ``clock`` is what days of spend and budgets go by."""
         self.settings = settings
         self._redactor = redactor or Redactor()
         self._agent = agent or AgentSettings()
@@ -101,6 +111,7 @@ class Supervisor:
         self._runtimes: dict[str, Runtime] = {}
         self._control: ControlDB | None = None
         self._recorder = Recorder(self.bus)  # the one writer of the control DB
+        self._spending = Spending(settings.zone, clock)
         self._scheduler: AsyncIOScheduler | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = False
@@ -111,6 +122,7 @@ class Supervisor:
             remember=self._remember,
             transition=self._to,
             on_hang=self._hang,
+            on_usage=self._count_spend,
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._diagnoses: set[asyncio.Task[None]] = set()  # diagnose = "auto"; shutdown cancels
@@ -135,6 +147,7 @@ class Supervisor:
         cutoff = utcnow() - timedelta(days=EVENTS_KEPT_DAYS)
         await asyncio.to_thread(control.forget_events, cutoff)
         remembered = await asyncio.to_thread(control.load_memory)
+        await asyncio.to_thread(self._spending.load, control, self._spending.now())
         ended = await reap_stale(self.settings.run_dir, self.settings.stop_grace_seconds)
         for name in ended:
             log.warning("ended %s left running by an earlier supervisor", name)
@@ -227,6 +240,7 @@ class Supervisor:
             if runtime.snapshot.errors:
                 runtime.memory.last_error_id = runtime.snapshot.errors[-1][0]
             runtime.memory.last_status_seen = runtime.snapshot.status
+            runtime.memory.usage_seen = runtime.snapshot.usage or runtime.memory.usage_seen
             self._remember(runtime)
         else:
             self._health.observe(runtime)
@@ -241,6 +255,12 @@ class Supervisor:
         common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
         scheduler.add_job(
             self._health.check, "interval", seconds=self.settings.check_interval_seconds, **common
+        )
+        scheduler.add_job(
+            self._new_budget_day,
+            "interval",
+            seconds=self.settings.check_interval_seconds,
+            **common,
         )
         scheduler.start()
         self._scheduler = scheduler
@@ -284,6 +304,12 @@ class Supervisor:
     def events(self) -> Subscription:
         return self.bus.subscribe()
 
+    async def own_spend(self) -> OwnSpend:
+        await self.open()
+        assert self._diagnoser is not None
+        ledger = self._diagnoser.ledger
+        return OwnSpend(await asyncio.to_thread(ledger.spent_today), ledger.cap_usd)
+
     async def nodes(self) -> list[NodeInfo]:
         """One node, not a fleet: nothing to group by (``supervisor.fleet.remote`` for that)."""
         return []
@@ -295,10 +321,9 @@ class Supervisor:
         return runtime
 
     async def status(self, name: str | None = None) -> list[WorkflowStatus]:
-        now = utcnow()
         if name is not None:
-            return [self._get(name).status(now)]
-        return [rt.status(now) for rt in self._runtimes.values()]
+            return [self._status(self._get(name))]
+        return [self._status(rt) for rt in self._runtimes.values()]
 
     async def tail(self, name: str, lines: int) -> list[str]:
         runtime = self._get(name)
@@ -320,7 +345,7 @@ class Supervisor:
         runtime = self._get(name)
         control = await self.open()
         events = await asyncio.to_thread(control.recent, name, EVIDENCE_EVENTS)
-        return Case(runtime.workflow, runtime.status(utcnow()), events, runtime.log.path)
+        return Case(runtime.workflow, self._status(runtime), events, runtime.log.path)
 
     async def workspace(self, name: str) -> Workspace:
         workflow = self._get(name).workflow
@@ -341,7 +366,7 @@ class Supervisor:
                 raise SupervisorError(f"{name} is paused; resume it instead")
             self._reset_attempts(runtime, "started")
             await self._spawn(runtime, "started by request")
-        return runtime.status(utcnow())
+        return self._status(runtime)
 
     async def stop(self, name: str) -> WorkflowStatus:
         runtime = self._get(name)
@@ -352,7 +377,7 @@ class Supervisor:
             await self._stop(runtime, "requested")
             self._reset_attempts(runtime, "stopped")
             self._to(runtime, "stopped", "stopped by request")
-        return runtime.status(utcnow())
+        return self._status(runtime)
 
     async def restart(self, name: str) -> WorkflowStatus:
         runtime = self._get(name)
@@ -360,39 +385,216 @@ class Supervisor:
             if runtime.state == "paused":
                 raise SupervisorError(f"{name} is paused; resume it instead")
             await self._restart_now(runtime, "manual")
-        return runtime.status(utcnow())
+        return self._status(runtime)
 
     async def pause(self, name: str) -> WorkflowStatus:
         runtime = self._get(name)
         async with runtime.lock:
             if runtime.state == "paused":
                 raise SupervisorError(f"{name} is already paused")
-            runtime.cancel_restart()
-            if runtime.process is not None:
-                await self._stop(runtime, "paused", announce=False)
-            problem = await asyncio.to_thread(write_paused, runtime.workflow.db, True)
-            if problem:
-                log.warning("%s: %s (the pause is kept in the control DB)", name, problem)
-            self._reset_attempts(runtime, "paused")
-            runtime.memory.paused = True
-            self._to(runtime, "paused", "paused by request")
+            await self._pause(runtime, "paused by request")
             self._publish(Paused(workflow=name, time=utcnow()), remember=runtime)
-        return runtime.status(utcnow())
+        return self._status(runtime)
 
     async def resume(self, name: str) -> WorkflowStatus:
+        """Resume a paused workflow; one its budget paused may spend a budget more today."""
         runtime = self._get(name)
         async with runtime.lock:
-            if runtime.state != "paused":
-                raise SupervisorError(f"{name} is not paused ({runtime.state})")
-            problem = await asyncio.to_thread(write_paused, runtime.workflow.db, False)
-            if problem:
-                raise SupervisorError(f"cannot resume {name}: {problem}")
-            runtime.memory.paused = False
-            self._to(runtime, "stopped", "resumed by request")
-            self._publish(Resumed(workflow=name, time=utcnow()), remember=runtime)
-            self._reset_attempts(runtime, "resumed")
-            await self._spawn(runtime, "resumed by request")
-        return runtime.status(utcnow())
+            self._check_paused(runtime)
+            if runtime.memory.budget.paused_on is not None:
+                await self._resume_past_budget(runtime, "request")
+            else:
+                await self._resume(runtime, Resumed(workflow=name, time=utcnow()))
+        return self._status(runtime)
+
+    async def budget_resume(self, name: str, approver: str) -> WorkflowStatus:
+        """[Resume once]: a workflow its budget paused resumes, and may spend one more
+        budget's worth today before it is paused again."""
+        runtime = self._get(name)
+        async with runtime.lock:
+            self._check_paused(runtime)
+            if runtime.memory.budget.paused_on is None:
+                raise SupervisorError(f"{name} was not paused by its budget; /resume it")
+            await self._resume_past_budget(runtime, approver)
+        return self._status(runtime)
+
+    async def budget_raise(self, name: str, approver: str) -> WorkflowStatus:
+        """[Raise ×2]: double the budget in force (kept until the TOML's value changes),
+        and resume the workflow if its budget had paused it."""
+        runtime = self._get(name)
+        async with runtime.lock:
+            configured = runtime.workflow.config.budget_usd_per_day
+            memory = runtime.memory.budget
+            budget = budget_rule.in_force(configured, memory)
+            if configured is None or budget is None:
+                raise SupervisorError(f"{name} has no budget_usd_per_day to raise")
+            was_paused = memory.paused_on is not None and runtime.state == "paused"
+            budget_rule.raise_twice(configured, budget, memory)
+            now = self._spending.now()
+            day = self._spending.day(now)
+            resumed = BudgetResumed(
+                workflow=name,
+                time=now,
+                how="raised",
+                budget_usd=budget * 2,
+                allowance_usd=budget_rule.allowance(budget * 2, memory, day),
+                paused_at=_paused_at(memory) if was_paused else None,
+                by=approver,
+            )
+            if was_paused:
+                await self._resume(runtime, resumed)
+            else:
+                self._publish(resumed, remember=runtime)
+        return self._status(runtime)
+
+    def _check_paused(self, runtime: Runtime) -> None:
+        if runtime.state != "paused":
+            raise SupervisorError(f"{runtime.name} is not paused ({runtime.state})")
+
+    async def _pause(self, runtime: Runtime, why: str) -> None:
+        """Stop the process and hold the workflow paused (caller holds the lock, publishes)."""
+        runtime.cancel_restart()
+        if runtime.process is not None:
+            await self._stop(runtime, "paused", announce=False)
+        problem = await asyncio.to_thread(write_paused, runtime.workflow.db, True)
+        if problem:
+            log.warning("%s: %s (the pause is kept in the control DB)", runtime.name, problem)
+        self._reset_attempts(runtime, "paused")
+        runtime.memory.paused = True
+        self._to(runtime, "paused", why)
+
+    async def _resume(self, runtime: Runtime, resumed: Resumed | BudgetResumed) -> None:
+        """Lift a pause and start the process: its run resumes from its checkpoint."""
+        problem = await asyncio.to_thread(write_paused, runtime.workflow.db, False)
+        if problem:
+            raise SupervisorError(f"cannot resume {runtime.name}: {problem}")
+        runtime.memory.paused = False
+        runtime.memory.budget.paused_on = runtime.memory.budget.paused_at = None
+        self._to(runtime, "stopped", f"resumed ({resumed.kind})")
+        self._publish(resumed, remember=runtime)
+        self._reset_attempts(runtime, "resumed")
+        await self._spawn(runtime, "resumed by request")
+
+    async def _resume_past_budget(self, runtime: Runtime, approver: str) -> None:
+        memory = runtime.memory.budget
+        budget = budget_rule.in_force(runtime.workflow.config.budget_usd_per_day, memory)
+        if budget is None:  # the budget was taken out of the TOML since: nothing to grant
+            await self._resume(runtime, Resumed(workflow=runtime.name, time=utcnow()))
+            return
+        now = self._spending.now()
+        day = self._spending.day(now)
+        budget_rule.grant_once(budget, memory, day)
+        resumed = BudgetResumed(
+            workflow=runtime.name,
+            time=now,
+            how="once",
+            budget_usd=budget,
+            allowance_usd=budget_rule.allowance(budget, memory, day),
+            paused_at=_paused_at(memory),
+            by=approver,
+        )
+        await self._resume(runtime, resumed)
+
+    # -- spend and budgets (supervisor/spending.py, supervisor/budget.py) -------
+
+    def _count_spend(self, runtime: Runtime) -> None:
+        """Record what the workflow's agents spent since the last reading; judge its budget."""
+        usage = runtime.snapshot.usage
+        if usage is None or usage == runtime.memory.usage_seen:
+            return
+        now = self._spending.now()
+        spent = self._spending.count(runtime.name, runtime.memory, usage, now)
+        if spent is None:
+            self._remember(runtime)  # a new run started from 0: nothing spent yet
+            return
+        self._recorder.spend(spent, runtime.memory)
+        budget = budget_rule.in_force(
+            runtime.workflow.config.budget_usd_per_day, runtime.memory.budget
+        )
+        today = self._spending.today(runtime.name, now)
+        verdict = budget_rule.judge(today, budget, runtime.memory.budget, spent.day)
+        if verdict == "warn" and budget is not None:
+            warning = BudgetWarning(
+                workflow=runtime.name, time=now, spent_usd=today, budget_usd=budget
+            )
+            self._publish(warning, remember=runtime)
+        elif verdict == "pause" and runtime.state != "paused" and not self._stopping:
+            self._background(self._budget_pause(runtime))
+
+    async def _budget_pause(self, runtime: Runtime) -> None:
+        async with runtime.lock:
+            now = self._spending.now()
+            memory = runtime.memory.budget
+            budget = budget_rule.in_force(runtime.workflow.config.budget_usd_per_day, memory)
+            day, today = self._spending.day(now), self._spending.today(runtime.name, now)
+            if runtime.state == "paused" or self._stopping or budget is None:
+                return
+            allowed = budget_rule.allowance(budget, memory, day)
+            if today < allowed:
+                return  # a tap granted more meanwhile
+            await self._pause(runtime, "its budget for today is spent")
+            memory.paused_on, memory.paused_at = day, now.timestamp()
+            paused = BudgetPaused(
+                workflow=runtime.name,
+                time=now,
+                spent_usd=today,
+                budget_usd=budget,
+                allowance_usd=allowed,
+                resumes_at=next_midnight(now, self._spending.zone),
+            )
+            self._publish(paused, remember=runtime)
+
+    async def _new_budget_day(self) -> None:
+        """Resume the workflows their budget paused on a day that has ended."""
+        now = self._spending.now()
+        day = self._spending.day(now)
+        for runtime in self._runtimes.values():
+            paused_on = runtime.memory.budget.paused_on
+            if paused_on is None or paused_on == day or self._stopping:
+                continue
+            async with runtime.lock:
+                if runtime.memory.budget.paused_on is None:
+                    continue
+                if runtime.state != "paused":  # started by other means since
+                    runtime.memory.budget.paused_on = None
+                    self._remember(runtime)
+                    continue
+                budget = budget_rule.in_force(
+                    runtime.workflow.config.budget_usd_per_day, runtime.memory.budget
+                )
+                budget_rule.start_day(runtime.memory.budget, day)
+                resumed = BudgetResumed(
+                    workflow=runtime.name,
+                    time=now,
+                    how="new_day",
+                    budget_usd=budget or 0.0,
+                    allowance_usd=budget or 0.0,
+                    paused_at=_paused_at(runtime.memory.budget),
+                )
+                try:
+                    await self._resume(runtime, resumed)
+                except SupervisorError as exc:
+                    log.warning("%s: a new budget day, but %s", runtime.name, exc)
+
+    def _status(self, runtime: Runtime) -> WorkflowStatus:
+        """The runtime's status with its spend."""
+        now = self._spending.now()
+        memory = runtime.memory.budget
+        budget = budget_rule.in_force(runtime.workflow.config.budget_usd_per_day, memory)
+        usage = runtime.snapshot.usage
+        spend = SpendSummary(
+            today_usd=self._spending.today(runtime.name, now),
+            week_usd=self._spending.week(runtime.name, now),
+            run_usd=None if usage is None else usage.cost_usd,
+            budget_usd=budget,
+            allowance_usd=(
+                None
+                if budget is None
+                else budget_rule.allowance(budget, memory, self._spending.day(now))
+            ),
+            paused_by_budget=runtime.state == "paused" and memory.paused_on is not None,
+        )
+        return replace(runtime.status(utcnow()), spend=spend)
 
     # -- the state machine -----------------------------------------------------
 
@@ -726,3 +928,7 @@ class Supervisor:
 
     def _publish(self, event: Event, remember: Runtime | None = None) -> None:
         self._recorder.publish(event, remember.memory if remember is not None else None)
+
+
+def _paused_at(memory: BudgetMemory) -> datetime | None:
+    return None if memory.paused_at is None else datetime.fromtimestamp(memory.paused_at, UTC)

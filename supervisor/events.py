@@ -73,6 +73,28 @@ class WorkflowStatus:
     exit_code: int | None = None  # last exit, if any
     db_problem: str | None = None  # missing, locked, corrupt or schema-less state DB
     node: str | None = None  # the fleet node that runs it; None on a single node
+    spend: SpendSummary | None = None  # its agents' spend (None: not known here)
+
+
+@dataclass(frozen=True, slots=True)
+class SpendSummary:
+    """What a workflow's agents spent (its ``agent.cost_usd``) by local day (supervisor.days)."""
+
+    today_usd: float = 0.0
+    week_usd: float = 0.0  # today and the six days before
+    run_usd: float | None = None  # the current run's, as it says; None: it records none
+    budget_usd: float | None = None  # its budget_usd_per_day in force (raised ×2 or the TOML's)
+    allowance_usd: float | None = None  # what today may reach before a pause: budget + grants
+    paused_by_budget: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OwnSpend:
+    """What the control plane's own agents (/why, the bridge, heal) spent today, and their cap
+    (``AGENT_MAX_USD_PER_DAY``)."""
+
+    today_usd: float
+    cap_usd: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +348,56 @@ class Resumed(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetWarning(Event):
+    """Today's spend passed 80% of the workflow's budget_usd_per_day (once a day)."""
+
+    kind: ClassVar[str] = "budget_warning"
+    spent_usd: float
+    budget_usd: float
+
+    @property
+    def detail(self) -> str:
+        return f"${self.spent_usd:.2f} of ${self.budget_usd:.2f} today"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetPaused(Event):
+    """Today's spend reached what the budget allows: paused until ``resumes_at`` (the next
+    budget day) or a tap; its run resumes from its checkpoint then."""
+
+    kind: ClassVar[str] = "budget_paused"
+    spent_usd: float
+    budget_usd: float
+    allowance_usd: float  # the budget and what [Resume once] added today
+    resumes_at: datetime
+
+    @property
+    def detail(self) -> str:
+        return f"${self.spent_usd:.2f} spent today, budget ${self.budget_usd:.2f}"
+
+
+BudgetResume = Literal["once", "raised", "new_day"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetResumed(Event):
+    """Resumed after a budget pause: once more today (``allowance_usd``), with the budget
+    doubled, or because a new budget day began."""
+
+    kind: ClassVar[str] = "budget_resumed"
+    how: BudgetResume
+    budget_usd: float
+    allowance_usd: float
+    paused_at: datetime | None = None  # the pause it ends (None: it was not paused)
+    by: str | None = None  # who tapped; None for a new day
+
+    @property
+    def detail(self) -> str:
+        who = f" by {self.by}" if self.by else ""
+        return f"{self.how}{who}: may spend ${self.allowance_usd:.2f} today"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Reloaded(Event):
     """A watched script changed; the workflow was restarted with it."""
 
@@ -415,6 +487,9 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     StatusChanged,
     Paused,
     Resumed,
+    BudgetWarning,
+    BudgetPaused,
+    BudgetResumed,
     Reloaded,
     HealProposed,
     HealApplied,

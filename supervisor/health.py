@@ -66,6 +66,7 @@ class HealthMonitor:
         remember: Callable[[Runtime], None],
         transition: Callable[[Runtime, ProcessState, str], None],
         on_hang: Callable[[Runtime, WorkflowProcess], None],
+        on_usage: Callable[[Runtime], None],
     ) -> None:
         self._runtimes = runtimes
         self._settings = settings
@@ -73,6 +74,7 @@ class HealthMonitor:
         self._remember = remember
         self._transition = transition
         self._on_hang = on_hang
+        self._on_usage = on_usage
         self._reads_in_flight = 0
         self._closed = False
         self._watch: StateWatch | None = None
@@ -372,6 +374,7 @@ class HealthMonitor:
                 summary=snapshot.summary,
             )
             self._publish(changed, runtime)
+        self._on_usage(runtime)
         if runtime.state == "starting" and runtime.process and runtime.fresh_heartbeat():
             runtime.first_heartbeat = snapshot.heartbeat
             self._transition(runtime, "running", "first heartbeat")
@@ -478,6 +481,7 @@ def _only_heartbeat(runtime: Runtime, read: StateRead) -> bool:
         and new.last_error_version == old.last_error_version
         and new.paused == old.paused
         and new.keeps_error_log == old.keeps_error_log
+        and new.usage == old.usage
     )
 
 

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from supervisor.bus import EventBus
-from supervisor.control import ControlDB, Memory
+from supervisor.control import ControlDB, Memory, Spent
 from supervisor.events import Event
 from supervisor.faults import crash_point
 
@@ -59,6 +59,14 @@ class Recorder:
             return
         future = self._writer.submit(control.save_memory, name, copy)
         future.add_done_callback(_log_failure(f"could not save {name}"))
+
+    def spend(self, spent: Spent, memory: Memory) -> None:
+        """Record an increase of a workflow's usage with the memory that counted it."""
+        control, copy = self._control, memory.copy()
+        if control is None or self._writer is None:
+            return
+        future = self._writer.submit(control.record_spend, spent, copy)
+        future.add_done_callback(_log_failure(f"could not record {spent.workflow}'s spend"))
 
     def publish(self, event: Event, memory: Memory | None = None) -> None:
         """Record ``event`` (with ``memory``, in one transaction), then publish it."""

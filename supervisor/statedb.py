@@ -9,6 +9,7 @@ heartbeat) becomes ``problem`` text on the snapshot, never an exception.
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import sqlite3
 import struct
@@ -22,13 +23,17 @@ from typing import NamedTuple
 
 from workflows.contract import (
     CONTRACT_KEYS,
+    COST_KEY,
     HEARTBEAT_KEY,
+    INPUT_TOKENS_KEY,
     LAST_ERROR_KEY,
+    OUTPUT_TOKENS_KEY,
     PAUSED_KEY,
     STATE_TABLE_DDL,
     STATUS_KEY,
     SUMMARY_KEY,
     UPSERT_STATE_SQL,
+    USAGE_KEYS,
     parse_timestamp,
 )
 
@@ -41,11 +46,19 @@ WRITE_TIMEOUT_SECONDS = 2.0
 # One statement per read: the last column says, in the same step, whether the error
 # log exists (a failed prepare of a query on it costs as much as the read) or, once it
 # is known to, its newest id (the log is queried only when that is new). The contract
-# keys share a prefix: one index range, cheaper than probing five keys.
-_PREFIX = "supervisor."
+# keys share a prefix, and the agents' usage keys another: two index ranges, cheaper
+# than probing eight keys.
+_PREFIX, _USAGE_PREFIX = "supervisor.", "agent."
 assert all(key.startswith(_PREFIX) for key in CONTRACT_KEYS)
-_KEY_RANGE = (_PREFIX, _PREFIX[:-1] + chr(ord(_PREFIX[-1]) + 1))
-_CONTRACT = frozenset(CONTRACT_KEYS)
+assert all(key.startswith(_USAGE_PREFIX) for key in USAGE_KEYS)
+
+
+def _range(prefix: str) -> tuple[str, str]:
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+_KEY_RANGE = (*_range(_PREFIX), *_range(_USAGE_PREFIX))
+_CONTRACT = frozenset(CONTRACT_KEYS + USAGE_KEYS)
 _HAS_LOG = (
     "(SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'supervisor_errors')"
 )
@@ -53,7 +66,8 @@ _NEWEST = "(SELECT max(id) FROM supervisor_errors)"
 _SELECTS = {
     (with_log, stamped): (
         f"SELECT key, value, rowid, {'updated_at' if stamped else 'NULL'}, "
-        f"{_NEWEST if with_log else _HAS_LOG} FROM state WHERE key >= ? AND key < ?"
+        f"{_NEWEST if with_log else _HAS_LOG} FROM state "
+        "WHERE (key >= ? AND key < ?) OR (key >= ? AND key < ?)"
     )
     for with_log in (False, True)
     for stamped in (False, True)
@@ -82,6 +96,15 @@ Signature = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
+class Usage:
+    """What the workflow's agents used so far in this run (the ``agent.*`` keys)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class StateSnapshot:
     """The contract keys as last read; ``problem`` says why a read failed."""
 
@@ -97,6 +120,7 @@ class StateSnapshot:
     errors: tuple[tuple[int, str], ...] = ()
     keeps_error_log: bool = False  # the workflow has the error log: only its entries count
     last_error_version: str | None = None  # changes with every write of last_error
+    usage: Usage | None = None  # None: the workflow records no usage (or wrote nonsense)
     # The reader's count of its reads when this one was taken: reads of one database
     # are taken one at a time, so a larger number saw the database later.
     number: int = field(default=0, compare=False, repr=False)
@@ -481,8 +505,24 @@ def _snapshot(
         errors=errors or (),
         keeps_error_log=errors is not None,
         last_error_version=version,
+        usage=_usage(rows),
         number=number,
     )
+
+
+def _usage(rows: dict[str, str]) -> Usage | None:
+    """The usage keys, when the cost is there and every key is a number (else None:
+    a value that is not a number is no spend to count)."""
+    if COST_KEY not in rows:
+        return None
+    try:
+        cost = float(rows[COST_KEY])
+        tokens = [int(float(rows.get(key) or 0)) for key in (INPUT_TOKENS_KEY, OUTPUT_TOKENS_KEY)]
+    except (ValueError, OverflowError):
+        return None
+    if not math.isfinite(cost) or cost < 0 or min(tokens) < 0:
+        return None
+    return Usage(tokens[0], tokens[1], cost)
 
 
 def _text(value: object) -> str | None:

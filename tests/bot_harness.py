@@ -3,7 +3,7 @@
 ``bot_running`` starts ``FakeBotAPI`` and a real ``TelegramBot`` over a real
 ``Supervisor`` whose workflows are real processes: ``worker`` (a small program
 that heartbeats and obeys orders the test writes to a control file: print a
-line, record an error, stop heartbeating, exit with a code) and the bundled
+line, record an error or its agents' cost, stop heartbeating, exit with a code) and the bundled
 ``demo``. Commands come from an allowed private chat, alerts go to a group
 topic, so a reply and an alert are never mistaken for each other.
 """
@@ -43,8 +43,8 @@ DEMO = REPO / "workflows" / "examples" / "demo.py"
 
 WORKER = r"""
 import json, os, sqlite3, sys, time
-from workflows.contract import (HEARTBEAT_KEY, LAST_ERROR_KEY, STATE_TABLE_DDL, STATUS_KEY,
-    SUMMARY_KEY, UPSERT_STATE_SQL, format_timestamp)
+from workflows.contract import (COST_KEY, HEARTBEAT_KEY, LAST_ERROR_KEY, STATE_TABLE_DDL,
+    STATUS_KEY, SUMMARY_KEY, UPSERT_STATE_SQL, format_timestamp)
 
 control = os.path.join(sys.argv[1], os.environ["WORKFLOW_NAME"])
 db = sqlite3.connect(os.environ["WORKFLOW_DB"], timeout=5, isolation_level=None)
@@ -73,7 +73,7 @@ while True:
     if order.get("hang"):
         time.sleep(3600)
     for key, state_key in (("summary", SUMMARY_KEY), ("error", LAST_ERROR_KEY),
-                           ("status", STATUS_KEY)):
+                           ("status", STATUS_KEY), ("cost", COST_KEY)):
         if key in order and done.get(key) != order[key]:
             done[key] = order[key]
             put(state_key, order[key])

@@ -18,8 +18,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -170,12 +171,14 @@ async def running(
     flows: Sequence[ResolvedWorkflow],
     *,
     agent: AgentSettings | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> AsyncIterator[tuple[Supervisor, Subscription]]:
     """A started supervisor and a subscription made before startup (it sees every event).
 
-    ``agent`` pins the Claude settings (by default they come from the environment and .env).
+    ``agent`` pins the Claude settings (by default they come from the environment and .env);
+    ``clock`` the time its budget days go by.
     """
-    supervisor = Supervisor(conf, flows, agent=agent)
+    supervisor = Supervisor(conf, flows, agent=agent, **({"clock": clock} if clock else {}))
     subscription = supervisor.events()
     await supervisor.startup()
     try:

@@ -35,6 +35,9 @@ from bot.transport import html_to_text
 from supervisor.diagnosis.types import Quote, Verdict
 from supervisor.events import (
     EVENT_TYPES,
+    BudgetPaused,
+    BudgetResumed,
+    BudgetWarning,
     Crashed,
     Diagnosed,
     ErrorReported,
@@ -334,6 +337,22 @@ def sample_events(value: str) -> list[Event]:
         StatusChanged(**common, old="running", new="error", summary=value),  # type: ignore[arg-type]
         Paused(**common),  # type: ignore[arg-type]
         Resumed(**common),  # type: ignore[arg-type]
+        BudgetWarning(**common, spent_usd=4.01, budget_usd=5.0),  # type: ignore[arg-type]
+        BudgetPaused(
+            **common,  # type: ignore[arg-type]
+            spent_usd=5.2,
+            budget_usd=5.0,
+            allowance_usd=5.0,
+            resumes_at=NOW + timedelta(hours=12),
+        ),
+        BudgetResumed(
+            **common,  # type: ignore[arg-type]
+            how="once",
+            budget_usd=5.0,
+            allowance_usd=10.0,
+            paused_at=NOW,
+            by=value[:100],
+        ),
         Reloaded(**common, path=f"/srv/{value[:200]}/flow.py"),  # type: ignore[arg-type]
         HealProposed(
             **common,  # type: ignore[arg-type]

@@ -56,6 +56,8 @@ BAND_OF: Mapping[str, Band] = {
     "hung": "hung",
     "crashed": "crashed",
     "paused": "paused",
+    "budget_paused": "paused",
+    "budget_resumed": "running",
     "stopped": "stopped",
     "finished": "stopped",
 }

@@ -17,10 +17,10 @@ never waits on the loop or on the control DB. Three kinds of source:
   restart of the bot is not counted again.
 - **The control DB** (``acp_alerts_pending``, ``acp_agent_cost_usd_total``,
   ``acp_agent_tokens_total``): read every couple of seconds off the loop.
-  The spend comes from the control plane's own ledger (``supervisor.spend``:
-  ``/why``, the bridge, heal); the ledger does not say which workflow a call
-  was about, so ``workflow`` is empty and ``who`` names the spender. What it
-  does not cover yet: the workflows' own agents (their ``agent.cost_usd``).
+  The spend is the control plane's own ledger (``supervisor.spend``: ``/why``,
+  the bridge, heal; ``workflow`` empty, ``who`` the spender) and each
+  workflow's own agents (their ``agent.cost_usd``, ``supervisor.spending``;
+  ``who`` is "workflow").
 
 ``acp_alert_delivery_seconds`` is observed by the outbox when Telegram has
 taken an alert: from its event's time to then.
@@ -41,6 +41,7 @@ STATES: tuple[ProcessState, ...] = get_args(ProcessState)
 INCIDENT_KINDS = ("crash", "hang")
 # The ledger's spenders, shown at 0 before their first call so ``increase`` sees that too.
 SPENDERS = ("diagnosis", "bridge", "heal")
+WORKFLOW = "workflow"  # the spender of a workflow's own agents (its agent.cost_usd)
 # Seconds from an alert's event to Telegram taking it: normally under a second; an outage
 # of Telegram or of the bot makes it minutes or hours.
 DELIVERY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
@@ -69,6 +70,7 @@ class Spend:
     cost_usd: float
     input_tokens: int
     output_tokens: int
+    workflow: str = ""  # whose agents: "" for the control plane's own
 
 
 def samples(statuses: Iterable[WorkflowStatus], node: str) -> tuple[WorkflowSample, ...]:
@@ -185,7 +187,7 @@ class Metrics:
             families.append(pending)
         cost = CounterMetricFamily(
             "acp_agent_cost_usd",
-            "USD the control plane spent on Claude (its spend ledger), by spender.",
+            "USD spent on Claude: the control plane's own agents by spender, each workflow's.",
             labels=["workflow", "who"],
         )
         tokens = CounterMetricFamily(
@@ -194,10 +196,9 @@ class Metrics:
             labels=["workflow", "who", "direction"],
         )
         for spend in _with_every_spender(self._spend):
-            # The ledger records no workflow: "" until it does (see the module's docstring).
-            cost.add_metric(["", spend.who], spend.cost_usd)
-            tokens.add_metric(["", spend.who, "input"], float(spend.input_tokens))
-            tokens.add_metric(["", spend.who, "output"], float(spend.output_tokens))
+            cost.add_metric([spend.workflow, spend.who], spend.cost_usd)
+            tokens.add_metric([spend.workflow, spend.who, "input"], float(spend.input_tokens))
+            tokens.add_metric([spend.workflow, spend.who, "output"], float(spend.output_tokens))
         return [*families, cost, tokens]
 
 

@@ -30,13 +30,14 @@ import threading
 import sqlalchemy as sa
 
 from bot.observe.health import PROBE_STALE_SECONDS, DbProbe, Health
-from bot.observe.metrics import Metrics, Spend, samples
+from bot.observe.metrics import WORKFLOW, Metrics, Spend, samples
 from bot.observe.server import HttpEndpoint, parse_addr, plain, prometheus
 from bot.outbox_store import OutboxStore
 from supervisor.api import SupervisorAPI
 from supervisor.bus import Subscription
 from supervisor.cancelling import cancel
 from supervisor.spend import ledger
+from supervisor.spending import totals
 
 log = logging.getLogger("bot.observe")
 TICK_SECONDS = 1.0
@@ -44,7 +45,8 @@ DB_SAMPLE_SECONDS = 2.0
 
 
 def read_spend(engine: sa.Engine) -> list[Spend]:
-    """The spend ledger's totals per spender, over every day it holds (blocking)."""
+    """The spend ledger's totals per spender, and each workflow's own agents' (``who`` is
+    "workflow"), over every day they hold (blocking)."""
     query = sa.select(
         ledger.c.who,
         sa.func.sum(ledger.c.cost_usd),
@@ -53,10 +55,15 @@ def read_spend(engine: sa.Engine) -> list[Spend]:
     ).group_by(ledger.c.who)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    return [
+    own = [
         Spend(str(who), float(cost or 0), int(tokens_in or 0), int(tokens_out or 0))
         for who, cost, tokens_in, tokens_out in rows
     ]
+    workflows = [
+        Spend(WORKFLOW, usage.cost_usd, usage.input_tokens, usage.output_tokens, workflow=name)
+        for name, usage in totals(engine).items()
+    ]
+    return own + workflows
 
 
 class Observer:

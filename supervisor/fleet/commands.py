@@ -64,6 +64,15 @@ def _lifecycle(verb: str) -> Verb:
     return Verb(run, *_adapted(WorkflowStatus))
 
 
+def _budget(verb: str) -> Verb:
+    """A budget button (resume once, raise ×2): by workflow, with its approver."""
+
+    async def run(api: SupervisorAPI, args: dict[str, Any]) -> Any:
+        return await getattr(api, verb)(args["name"], args["approver"])
+
+    return Verb(run, *_adapted(WorkflowStatus))
+
+
 async def _status(api: SupervisorAPI, args: dict[str, Any]) -> Any:
     return await api.status(args["name"])
 
@@ -107,6 +116,7 @@ async def _patch(api: SupervisorAPI, args: dict[str, Any]) -> Any:
 
 VERBS: dict[str, Verb] = {
     **{verb: _lifecycle(verb) for verb in ("start", "stop", "restart", "pause", "resume")},
+    **{verb: _budget(verb) for verb in ("budget_resume", "budget_raise")},
     "status": Verb(_status, *_adapted(list[WorkflowStatus])),
     "tail": Verb(_tail, *_adapted(list[str])),
     "log_bytes": Verb(_log_bytes, lambda data: base64.b64encode(data).decode(), base64.b64decode),

@@ -23,7 +23,7 @@ from supervisor.agent.types import Workspace
 from supervisor.api import SupervisorAPI, SupervisorError, UnknownWorkflow
 from supervisor.bus import Subscription
 from supervisor.diagnosis.types import EvidencePack, Verdict
-from supervisor.events import EventRecord, WorkflowStatus
+from supervisor.events import EventRecord, OwnSpend, WorkflowStatus
 from supervisor.fleet.node import FleetNode
 from supervisor.fleet.registry import NodeInfo
 from supervisor.heal.store import Proposal, ProposalStore
@@ -100,6 +100,16 @@ class FleetSupervisor:
 
     async def resume(self, name: str) -> WorkflowStatus:
         return await self._tagged(await self._ask(name, "resume"), name)
+
+    async def budget_resume(self, name: str, approver: str) -> WorkflowStatus:
+        return await self._tagged(await self._ask(name, "budget_resume", approver=approver), name)
+
+    async def budget_raise(self, name: str, approver: str) -> WorkflowStatus:
+        return await self._tagged(await self._ask(name, "budget_raise", approver=approver), name)
+
+    async def own_spend(self) -> OwnSpend:
+        """The ledger is the fleet's (one control DB): this node's reading is everyone's."""
+        return await self.local.own_spend()
 
     async def _tagged(self, status: WorkflowStatus, name: str) -> WorkflowStatus:
         return dataclasses.replace(status, node=self._remote.get(name, self.node.name))
