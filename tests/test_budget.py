@@ -13,7 +13,9 @@ import pytest
 from supervisor import budget
 from supervisor.api import SupervisorAPI, SupervisorError
 from supervisor.control import BudgetMemory
-from supervisor.events import SpendSummary
+from supervisor.events import SpendSummary, WorkflowStatus
+from supervisor.fleet import commands
+from supervisor.fleet.registry import decode_status, encode_status
 from supervisor.spending import increase
 from supervisor.statedb import Usage
 from tests.supervisor_harness import (
@@ -194,3 +196,29 @@ async def test_a_workflow_without_a_budget_cannot_be_raised(tmp_path: Path) -> N
         await wait_for_event(sub, "started", "free")
         with pytest.raises(SupervisorError, match="no budget_usd_per_day"):
             await sup.budget_raise("free", "ann")
+
+
+async def test_a_budget_tap_and_the_spend_travel_whole_between_fleet_nodes() -> None:
+    """A tap on another node's workflow is a command its node runs (supervisor.fleet)."""
+    status = WorkflowStatus(
+        name="w",
+        state="starting",
+        spend=SpendSummary(1.0, 3.5, 1.0, 1.0, 2.0, paused_by_budget=False),
+    )
+    calls: list[tuple[str, str, str]] = []
+
+    class Node:
+        async def budget_resume(self, name: str, approver: str) -> WorkflowStatus:
+            calls.append(("budget_resume", name, approver))
+            return status
+
+        async def budget_raise(self, name: str, approver: str) -> WorkflowStatus:
+            calls.append(("budget_raise", name, approver))
+            return status
+
+    for verb in ("budget_resume", "budget_raise"):
+        claimed = commands.Claimed(1, verb, {"name": "w", "approver": "ann"})
+        state, result = await commands.execute(Node(), claimed)  # type: ignore[arg-type]
+        assert commands.answer(verb, state, result, "node-b") == status
+    assert calls == [("budget_resume", "w", "ann"), ("budget_raise", "w", "ann")]
+    assert decode_status(encode_status(status)) == status  # what /status of the fleet shows
