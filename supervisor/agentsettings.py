@@ -13,17 +13,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workflows.agents import DEFAULT_MODEL
+from workflows.prices import Price
 
-
-class Price(BaseModel):
-    """USD per million tokens, as the price list states them."""
-
-    input: float = Field(ge=0)
-    output: float = Field(ge=0)
+__all__ = ["AgentSettings", "Price"]  # Price too: the settings' users import it from here
 
 
 class AgentSettings(BaseSettings):
@@ -36,7 +32,7 @@ class AgentSettings(BaseSettings):
     anthropic_model: str = DEFAULT_MODEL
     agent_timeout_seconds: float = Field(default=90.0, gt=0)
     agent_max_usd_per_day: float = Field(default=5.0, ge=0)
-    # Model id (or id prefix) -> price; merged over spend.BUILT_IN_PRICES.
+    # Model id (or id prefix) -> price; merged over workflows.prices.BUILT_IN_PRICES.
     agent_prices: dict[str, Price] = Field(default_factory=dict)
     # The bridge: which agent answers in the chat, how long a proposed change waits for a tap,
     # and what it may do untapped ("read": reading tools only; "none": every tool asks).

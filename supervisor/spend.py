@@ -15,9 +15,8 @@ cost; the day is the UTC day.
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,25 +24,23 @@ from typing import Any
 from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, func, insert, select
 from sqlalchemy import Table as SATable
 
-from supervisor.agentsettings import Price
 from supervisor.dbengine import create_tables
+from workflows.prices import BUILT_IN_PRICES, UNKNOWN_MODEL_PRICE, Price, cost_usd, price_of
 
-log = logging.getLogger("supervisor")
-PER_TOKEN = 1e-6  # prices are per million tokens
-
-# Public list prices, USD per million tokens; a model id matches its longest listed prefix.
-BUILT_IN_PRICES: Mapping[str, Price] = {
-    "claude-opus-4-6": Price(input=5, output=25),
-    "claude-opus-4-5": Price(input=5, output=25),
-    "claude-opus-4-1": Price(input=15, output=75),
-    "claude-opus-4": Price(input=15, output=75),
-    "claude-sonnet-4": Price(input=3, output=15),
-    "claude-3-7-sonnet": Price(input=3, output=15),
-    "claude-haiku-4-5": Price(input=1, output=5),
-    "claude-3-5-haiku": Price(input=0.8, output=4),
-}
-# For a model no list knows: the dearest price, so the cap errs on the safe side.
-UNKNOWN_MODEL_PRICE = Price(input=15, output=75)
+# The price table is the workflows' own (a workflow process prices its agents' usage too);
+# its names are exported here as well, where the supervisor's modules have always found them.
+__all__ = [
+    "BUILT_IN_PRICES",
+    "UNKNOWN_MODEL_PRICE",
+    "Budget",
+    "CapReached",
+    "SpendLedger",
+    "Tally",
+    "cost_usd",
+    "ledger",
+    "metadata",
+    "price_of",
+]
 
 metadata = MetaData()
 
@@ -59,21 +56,6 @@ ledger = SATable(
     Column("output_tokens", Integer, nullable=False),
     Column("cost_usd", Float, nullable=False),
 )
-
-
-def price_of(model: str, prices: Mapping[str, Price]) -> Price:
-    """The price of ``model``: its longest matching prefix in ``prices``, then in the built-ins."""
-    for table in (prices, BUILT_IN_PRICES):
-        matches = [name for name in table if model.startswith(name)]
-        if matches:
-            return table[max(matches, key=len)]
-    log.warning("no price known for model %s; counting it at %s", model, UNKNOWN_MODEL_PRICE)
-    return UNKNOWN_MODEL_PRICE
-
-
-def cost_usd(price: Price, input_tokens: int, output_tokens: int) -> float:
-    """What a call with this usage cost at ``price``."""
-    return (input_tokens * price.input + output_tokens * price.output) * PER_TOKEN
 
 
 @dataclass

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 from workflows.current import current_task
 from workflows.errors import WorkflowError
 from workflows.toolrunner import reply_text, run_with_tools
+from workflows.usage import record_envelope, record_message
 
 if TYPE_CHECKING:
     import anthropic
@@ -113,7 +114,8 @@ class ClaudeAgent:
     (``max_retries``; left as the client's own setting when None) and after
     that by the task's own retries. A reply that
     does not validate is asked for again ``validation_retries`` times, then
-    raised as ``AgentError`` naming the model and the first problem.
+    raised as ``AgentError`` naming the model and the first problem. Every
+    response, retries and tool rounds included, counts toward the run's usage.
     """
 
     def __init__(
@@ -151,7 +153,7 @@ class ClaudeAgent:
             self._client = self._client.with_options(max_retries=self.max_retries)
         return self._client
 
-    def _request(self, prompt: str) -> dict[str, Any]:
+    def _request(self, prompt: str, output: type[BaseModel] | None) -> dict[str, Any]:
         request: dict[str, Any] = {
             "model": self.model,
             "max_tokens": self.max_tokens,
@@ -159,6 +161,13 @@ class ClaudeAgent:
         }
         if self.system:
             request["system"] = self.system
+        if output is not None:
+            from anthropic import transform_schema
+
+            # The API is held to the schema; the reply is validated here, once its usage is
+            # counted (the SDK's own parsing would raise before that).
+            schema = {"type": "json_schema", "schema": transform_schema(output)}
+            request["output_config"] = {"format": schema}
         return request
 
     @overload
@@ -169,42 +178,40 @@ class ClaudeAgent:
 
     def run(self, prompt: str, *, output: type[M] | None = None) -> M | str:
         if output is None:
-            return self._ask(prompt, None)[0]
+            return self._ask(prompt, None)
         problem: Exception | None = None
         for _ in range(self.validation_retries + 1):
+            text = self._ask(prompt, output)
+            if not text:
+                problem = AgentError("the reply held no text to parse")
+                continue
             try:
-                _, parsed = self._ask(prompt, output)
+                return output.model_validate_json(text)
             except ValidationError as exc:
                 problem = exc
-                continue
-            if parsed is not None:
-                return output.model_validate(parsed)
-            problem = AgentError("the reply held no text to parse")
         raise AgentError(
             f"reply did not validate as {output.__name__} after "
             f"{self.validation_retries + 1} tries: {_first_line(problem)}"
         )
 
-    def _ask(self, prompt: str, output: type[M] | None) -> tuple[str, Any]:
-        """One exchange: the reply's text and its parsed output (None without ``output``).
+    def _ask(self, prompt: str, output: type[BaseModel] | None) -> str:
+        """One exchange: the reply's text; every response's usage is counted as it arrives.
 
         With ``workdir`` or ``tools`` it is a whole tool-using conversation,
         run by the SDK's tool runner until the model stops asking for tools.
         """
-        request = self._request(prompt)
+        request = self._request(prompt, output)
         if self.workdir is not None or self.tools:
             return run_with_tools(
                 request,
-                output,
                 workdir=self.workdir,
                 tools=self.tools,
                 max_rounds=self.max_tool_rounds,
                 max_retries=self.max_retries,
             )
-        if output is None:
-            return reply_text(self.client.messages.create(**request)), None
-        parsed = self.client.messages.parse(**request, output_format=output)
-        return reply_text(parsed), parsed.parsed_output
+        reply = self.client.messages.create(**request)
+        record_message(reply, self.model)
+        return reply_text(reply)
 
 
 def _first_line(problem: Exception | None) -> str:
@@ -216,6 +223,15 @@ def _first_line(problem: Exception | None) -> str:
 
 
 _JSON_BLOCK = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
+
+
+def _envelope(stdout: str) -> dict[str, Any] | None:
+    """The JSON object ``claude -p --output-format json`` printed, or None."""
+    try:
+        envelope = json.loads(stdout)
+    except json.JSONDecodeError:
+        return None
+    return envelope if isinstance(envelope, dict) else None
 
 
 def _extract_json(text: str) -> str:
@@ -234,7 +250,8 @@ class ClaudeCodeAgent:
 
     Unlike ``ClaudeAgent`` it can read and edit the repository it runs in.
     For structured output the model's JSON schema is put in the prompt and the
-    JSON object in the reply is validated.
+    JSON object in the reply is validated. The usage the CLI reports counts
+    toward the run's, a run that ended in an error included.
     """
 
     def __init__(
@@ -292,16 +309,17 @@ class ClaudeCodeAgent:
             )
         except subprocess.TimeoutExpired as exc:
             raise AgentError(f"claude did not answer within {self.timeout:g}s") from exc
+        envelope = _envelope(completed.stdout)
+        if envelope is not None:
+            record_envelope(envelope, self.model or DEFAULT_MODEL)  # a failed run cost money too
+            if envelope.get("is_error"):
+                raise AgentError(f"claude reported an error: {envelope.get('result')}")
         if completed.returncode != 0:
             raise AgentError(
                 f"claude exited {completed.returncode}: {completed.stderr.strip()[-500:]}"
             )
-        try:
-            envelope = json.loads(completed.stdout)
-        except json.JSONDecodeError as exc:
-            raise AgentError(f"claude printed no JSON result: {completed.stdout[:200]!r}") from exc
-        if envelope.get("is_error"):
-            raise AgentError(f"claude reported an error: {envelope.get('result')}")
+        if envelope is None:
+            raise AgentError(f"claude printed no JSON result: {completed.stdout[:200]!r}")
         text = str(envelope.get("result", ""))
         if output is None:
             return text

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from workflows.contract import (
@@ -68,7 +69,27 @@ class StateWriter:
 
     def set(self, key: str, value: str) -> bool:
         """Write one key; returns False (and logs) instead of raising when the write fails."""
-        return self._write(key, [(UPSERT_STATE_SQL, (key, value))])
+        return self.set_many({key: value})
+
+    def set_many(self, values: Mapping[str, str]) -> bool:
+        """Write several keys in one transaction, so a reader never sees half of them."""
+        statements: list[tuple[str, tuple[object, ...]]] = [
+            (UPSERT_STATE_SQL, (key, value)) for key, value in values.items()
+        ]
+        return self._write(", ".join(values), statements)
+
+    def read(self, keys: Sequence[str]) -> dict[str, str]:
+        """The stored values of ``keys`` that are set; empty (and logged) when the read fails."""
+        marks = ", ".join("?" * len(keys))
+        with self._lock:
+            try:
+                rows = self._connect().execute(
+                    f"SELECT key, value FROM state WHERE key IN ({marks})", tuple(keys)
+                )
+                return dict(rows.fetchall())
+            except sqlite3.Error as exc:
+                log.warning("state read %s failed: %s", ", ".join(keys), exc)
+                return {}
 
     def _write(self, what: str, statements: list[tuple[str, tuple[object, ...]]]) -> bool:
         """Run ``statements`` in one transaction; a failure is logged and counted, not raised."""

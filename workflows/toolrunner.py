@@ -4,7 +4,8 @@ The anthropic SDK ships both the loop (call the model, run the tools it asks
 for, send the results, repeat) and reference file tools (read, write, edit,
 glob, grep) that stay inside a working directory, symlinks included. They
 are async, so one conversation runs in its own event loop; tasks are plain
-functions and have none of their own. The SDK's ``bash`` tool is left out on
+functions and have none of their own. Every round's response counts toward
+the run's usage as it arrives. The SDK's ``bash`` tool is left out on
 purpose: it is unconfined and would outlive the conversation.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from workflows.usage import record_message
 
 
 def reply_text(message: Any) -> str:
@@ -41,28 +42,26 @@ def file_tools(workdir: Path) -> list[Any]:
 
 def run_with_tools(
     request: dict[str, Any],
-    output: type[BaseModel] | None,
     *,
     workdir: Path | None,
     tools: Sequence[Any],
     max_rounds: int,
     max_retries: int | None,
-) -> tuple[str, Any]:
-    """Run one tool-using conversation to its end; the final text and parsed output."""
+) -> str:
+    """Run one tool-using conversation to its end; the final reply's text."""
     every_tool = [*tools, *(file_tools(workdir) if workdir is not None else [])]
     conversation = {**request, "tools": every_tool, "max_iterations": max_rounds}
-    if output is not None:
-        conversation["output_format"] = output
     options: dict[str, Any] = {} if max_retries is None else {"max_retries": max_retries}
-    return asyncio.run(_converse(conversation, options, parse=output is not None))
+    return asyncio.run(_converse(conversation, options))
 
 
-async def _converse(
-    conversation: dict[str, Any], options: dict[str, Any], *, parse: bool
-) -> tuple[str, Any]:
+async def _converse(conversation: dict[str, Any], options: dict[str, Any]) -> str:
     import anthropic
 
     # Reads ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL from the environment, like ClaudeAgent.
     async with anthropic.AsyncAnthropic(**options) as client:
-        final = await client.beta.messages.tool_runner(**conversation).until_done()
-    return reply_text(final), final.parsed_output if parse else None
+        runner = client.beta.messages.tool_runner(**conversation)
+        async for reply in runner:  # each round, counted as it arrives
+            record_message(reply, conversation["model"])
+        final = await runner.until_done()
+    return reply_text(final)

@@ -1,9 +1,10 @@
 """``Workflow``: where tasks and ``main`` are declared, and where a run is driven.
 
 A run owns the state contract from start to end: ``running`` and a first
-heartbeat before any task, a heartbeat thread throughout, ``done`` on a
-clean finish, ``error`` with ``supervisor.last_error`` on a failure, and on
-SIGTERM an orderly stop that leaves the run resumable.
+heartbeat before any task, a heartbeat thread throughout, its agents' usage
+after every response (``workflows.usage``), ``done`` on a clean finish,
+``error`` with ``supervisor.last_error`` on a failure, and on SIGTERM an
+orderly stop that leaves the run resumable.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from workflows.context import Context, RunEngine, short_traceback
 from workflows.errors import WorkflowError, WorkflowInterrupted
 from workflows.state import Heartbeat, StateWriter
 from workflows.tasks import RetryPolicy, Task
+from workflows.usage import UsageMeter, metering
 
 log = logging.getLogger("workflows")
 P = ParamSpec("P")
@@ -168,12 +170,13 @@ class Workflow:
         heartbeat = Heartbeat(path, heartbeat_seconds())
         state.status("running")
         state.summary(f"resuming run {run_id}" if resumed else f"starting run {run_id}")
+        meter = UsageMeter.for_run(state, resumed=resumed)
         heartbeat.start()
         log.info(
             "%s run %s %s (db %s)", self.name, run_id, "resumed" if resumed else "started", path
         )
         try:
-            with _sigterm_interrupts():
+            with _sigterm_interrupts(), metering(meter):
                 outcome, error = self._drive(ctx, state)
         finally:
             heartbeat.stop()
