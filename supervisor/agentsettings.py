@@ -12,14 +12,14 @@ is set.
 from __future__ import annotations
 
 from typing import Literal
+from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from supervisor.days import zone
 from workflows.agents import DEFAULT_MODEL
 from workflows.prices import Price
-
-__all__ = ["AgentSettings", "Price"]  # Price too: the settings' users import it from here
 
 
 class AgentSettings(BaseSettings):
@@ -39,6 +39,19 @@ class AgentSettings(BaseSettings):
     agent_backend: Literal["builtin", "claude-code", "scripted"] = "builtin"
     agent_approval_seconds: float = Field(default=120.0, gt=0)
     agent_auto_approve: Literal["read", "none"] = "read"
+    # Days of spend (this cap, the workflows' budget_usd_per_day, /cost's "today") begin at
+    # midnight here: the zone the chat shows times in.
+    alert_timezone: str = "UTC"
+
+    @field_validator("alert_timezone")
+    @classmethod
+    def _iana_zone(cls, value: str) -> str:
+        zone(value)
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return zone(self.alert_timezone)
 
     @property
     def configured(self) -> bool:

@@ -111,7 +111,7 @@ class Supervisor:
         self._runtimes: dict[str, Runtime] = {}
         self._control: ControlDB | None = None
         self._recorder = Recorder(self.bus)  # the one writer of the control DB
-        self._spending = Spending(settings.zone, clock)
+        self._spending = Spending(self._agent.zone, clock)
         self._scheduler: AsyncIOScheduler | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = False

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from supervisor.days import zone
 
 
 class SupervisorSettings(BaseSettings):
@@ -25,7 +22,6 @@ class SupervisorSettings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
-        populate_by_name=True,
     )
 
     config: Path = Path("supervisor.toml")
@@ -44,18 +40,6 @@ class SupervisorSettings(BaseSettings):
     log_backups: int = Field(default=3, ge=0)
     # This host's name in a fleet (several nodes sharing a Postgres SUPERVISOR_DB_URL).
     node: str = Field(default_factory=socket.gethostname, min_length=1, max_length=64)
-    # Budgets per day, and "today's" spend, count from midnight in this zone (the bot's too).
-    alert_timezone: str = Field(default="UTC", validation_alias="ALERT_TIMEZONE")
-
-    @field_validator("alert_timezone")
-    @classmethod
-    def _iana_zone(cls, value: str) -> str:
-        zone(value)
-        return value
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return zone(self.alert_timezone)
 
     @property
     def fleet(self) -> bool:
@@ -95,9 +79,7 @@ def one_line(exc: ValidationError) -> str:
     """A settings error as one line naming the environment variable."""
     first = exc.errors()[0]
     prefix = SupervisorSettings.model_config.get("env_prefix", "")
-    aliases = {field.validation_alias for field in SupervisorSettings.model_fields.values()}
-    own = exc.title == SupervisorSettings.__name__ and first["loc"][0] not in aliases
-    prefix = prefix if own else ""
+    prefix = prefix if exc.title == SupervisorSettings.__name__ else ""
     where = prefix + "_".join(str(part) for part in first["loc"]).upper()
     return f"bad setting {where}: {first['msg']}"
 

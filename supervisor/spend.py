@@ -4,13 +4,15 @@ The cost comes from the usage the API reports and a price list (built in,
 overridden by ``AGENT_PRICES``). Every call is written to a ledger in the
 control DB, so the daily cap ``AGENT_MAX_USD_PER_DAY`` holds across restarts
 and, on Postgres, across hosts. The ``who`` column names the spender
-(``diagnosis`` today; the bridge, heal and a workflow's ``agent.cost_usd``
-later) so one cap and one ``/cost`` can cover them all.
+(``diagnosis``, ``bridge``, ``heal``); a workflow's own agents are counted
+apart (``supervisor.spending``), against their ``budget_usd_per_day``.
 
 What it does not promise: the cap is checked against an estimate before a
 call and the real cost is recorded after it, so concurrent calls, or a call
 that costs more than its estimate, can overshoot the cap by what those calls
-cost; the day is the UTC day.
+cost. The day is the local one (from midnight in ``ALERT_TIMEZONE``), as for
+the workflows' budgets (``supervisor.budget``); a change of zone moves where
+later days begin.
 """
 
 from __future__ import annotations
@@ -18,29 +20,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, func, insert, select
 from sqlalchemy import Table as SATable
 
+from supervisor.days import day_of
 from supervisor.dbengine import create_tables
-from workflows.prices import BUILT_IN_PRICES, UNKNOWN_MODEL_PRICE, Price, cost_usd, price_of
-
-# The price table is the workflows' own (a workflow process prices its agents' usage too);
-# its names are exported here as well, where the supervisor's modules have always found them.
-__all__ = [
-    "BUILT_IN_PRICES",
-    "UNKNOWN_MODEL_PRICE",
-    "Budget",
-    "CapReached",
-    "SpendLedger",
-    "Tally",
-    "cost_usd",
-    "ledger",
-    "metadata",
-    "price_of",
-]
+from workflows.prices import Price, cost_usd
 
 metadata = MetaData()
 
@@ -48,7 +36,7 @@ ledger = SATable(
     "agent_spend",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("day", String(10), nullable=False, index=True),  # UTC date, YYYY-MM-DD
+    Column("day", String(10), nullable=False, index=True),  # local date (ALERT_TIMEZONE)
     Column("at", Float, nullable=False),  # epoch seconds, like the outbox
     Column("who", String(64), nullable=False),
     Column("model", String(255), nullable=False),
@@ -106,19 +94,26 @@ class SpendLedger:
     """Today's spend on Claude, kept in the control DB; blocking calls (run them off the loop)."""
 
     def __init__(
-        self, engine: Engine, *, cap_usd: float, clock: Callable[[], float] = time.time
+        self,
+        engine: Engine,
+        *,
+        cap_usd: float,
+        clock: Callable[[], float] = time.time,
+        zone: tzinfo = UTC,
     ) -> None:
+        """``zone``: where a day of the cap begins (``AgentSettings.zone``)."""
         self.engine = engine
         self.cap_usd = cap_usd
         self.clock = clock
+        self.zone = zone
         create_tables(engine, metadata)
 
     def spent_today(self) -> float:
-        """USD recorded so far on the current UTC day, by everyone."""
+        """USD recorded so far on the current local day, by everyone."""
         with self.engine.connect() as conn:
             total = conn.execute(
                 select(func.coalesce(func.sum(ledger.c.cost_usd), 0.0)).where(
-                    ledger.c.day == _day(self.clock())
+                    ledger.c.day == self._day(self.clock())
                 )
             ).scalar_one()
         return float(total)
@@ -141,7 +136,7 @@ class SpendLedger:
         with self.engine.begin() as conn:
             conn.execute(
                 insert(ledger).values(
-                    day=_day(now),
+                    day=self._day(now),
                     at=now,
                     who=who,
                     model=model,
@@ -151,6 +146,5 @@ class SpendLedger:
                 )
             )
 
-
-def _day(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).date().isoformat()
+    def _day(self, epoch: float) -> str:
+        return day_of(datetime.fromtimestamp(epoch, UTC), self.zone)

@@ -31,6 +31,7 @@ from supervisor.bus import Subscription
 from supervisor.config import ResolvedWorkflow, load_config
 from supervisor.core import Supervisor
 from supervisor.events import Event
+from supervisor.runtime import utcnow
 from supervisor.settings import SupervisorSettings
 from workflows import contract
 from workflows.contract import STATE_TABLE_DDL, UPSERT_STATE_SQL
@@ -171,14 +172,14 @@ async def running(
     flows: Sequence[ResolvedWorkflow],
     *,
     agent: AgentSettings | None = None,
-    clock: Callable[[], datetime] | None = None,
+    clock: Callable[[], datetime] = utcnow,
 ) -> AsyncIterator[tuple[Supervisor, Subscription]]:
     """A started supervisor and a subscription made before startup (it sees every event).
 
     ``agent`` pins the Claude settings (by default they come from the environment and .env);
     ``clock`` the time its budget days go by.
     """
-    supervisor = Supervisor(conf, flows, agent=agent, **({"clock": clock} if clock else {}))
+    supervisor = Supervisor(conf, flows, agent=agent, clock=clock)
     subscription = supervisor.events()
     await supervisor.startup()
     try:

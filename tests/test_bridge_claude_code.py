@@ -37,7 +37,7 @@ from supervisor.agent.steps import describe
 from supervisor.agent.types import Decision, Proposal, Session, Step, TurnResult, Workspace
 from supervisor.agentsettings import AgentSettings
 from supervisor.secrets import REDACTED, Redactor
-from supervisor.spend import Budget, CapReached, price_of
+from supervisor.spend import Budget, CapReached
 from tests.conditions import wait_until
 from tests.fakes.claude_cli import (
     FakeClaudeCLI,
@@ -49,6 +49,7 @@ from tests.fakes.claude_cli import (
     tool_use,
 )
 from tests.fakes.messages_api import FakeMessagesAPI, tool_results
+from workflows.prices import price_of
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -174,7 +175,8 @@ async def test_steps_answer_usage_session_and_resume(
 
     assert again.text == "Still 1."
     assert cli.calls()[1].option("--resume") == SID
-    assert again.usage.cost_usd == pytest.approx(150 * 3e-6 + 40 * 15e-6)  # priced by us
+    # Priced by us (workflows.usage): 100 in, 20 cache writes at 1.25×, 30 reads at 0.1×.
+    assert again.usage.cost_usd == pytest.approx((100 + 20 * 1.25 + 30 * 0.1) * 3e-6 + 40 * 15e-6)
 
 
 @pytest.mark.parametrize(

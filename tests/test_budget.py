@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from supervisor import budget
+from supervisor.agentsettings import AgentSettings
 from supervisor.api import SupervisorAPI, SupervisorError
 from supervisor.control import BudgetMemory
 from supervisor.events import SpendSummary, WorkflowStatus
@@ -75,11 +76,10 @@ def test_a_raise_holds_until_the_toml_says_something_else() -> None:
     assert budget.in_force(None, memory) is None
 
 
-def _spend(statuses: list[object]) -> SpendSummary:
+def _spend(statuses: list[WorkflowStatus]) -> SpendSummary:
     [status] = statuses
-    spend = getattr(status, "spend", None)
-    assert isinstance(spend, SpendSummary)
-    return spend
+    assert status.spend is not None
+    return status.spend
 
 
 async def _until_spent(sup: SupervisorAPI, name: str, usd: float) -> None:
@@ -132,10 +132,11 @@ async def test_a_budget_warns_pauses_survives_a_restart_and_a_new_day_resumes(
     tmp_path: Path,
 ) -> None:
     clock = Clock(LATE_EVENING)
-    conf = settings(tmp_path, alert_timezone="Europe/Berlin")
+    conf = settings(tmp_path)
+    berlin = AgentSettings(_env_file=None, anthropic_api_key=None, alert_timezone="Europe/Berlin")
     flows = resolve(tmp_path, conf, table(tmp_path, "w", budget_usd_per_day=1.0))
     db = tmp_path / "w.db"
-    async with running(conf, flows, clock=clock) as (sup, sub):
+    async with running(conf, flows, clock=clock, agent=berlin) as (sup, sub):
         started = await wait_for_event(sub, "started", "w")
         write_state(db, COST_KEY, "0.85")
         warning = await wait_for_event(sub, "budget_warning", "w")
@@ -150,7 +151,7 @@ async def test_a_budget_warns_pauses_survives_a_restart_and_a_new_day_resumes(
         assert live_group(started.pid) == []  # type: ignore[attr-defined]
         with pytest.raises(SupervisorError, match="already paused"):
             await sup.pause("w")
-    async with running(conf, flows, clock=clock) as (sup, sub):
+    async with running(conf, flows, clock=clock, agent=berlin) as (sup, sub):
         status = (await sup.status("w"))[0]
         assert status.state == "paused"  # kept across the restart, still that day
         assert _spend([status]).paused_by_budget
@@ -159,7 +160,8 @@ async def test_a_budget_warns_pauses_survives_a_restart_and_a_new_day_resumes(
         assert resumed.how == "new_day"  # type: ignore[attr-defined]
         await wait_for_event(sub, "started", "w")
         spend = _spend(await sup.status("w"))
-        assert (spend.today_usd, spend.week_usd) == (0.0, pytest.approx(1.10))
+        assert spend.today_usd == 0.0
+        assert spend.week_usd == pytest.approx(1.10)
 
 
 async def test_resume_once_allows_one_budget_more_and_raise_doubles_it(tmp_path: Path) -> None:

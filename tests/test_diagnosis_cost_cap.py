@@ -13,9 +13,9 @@ import pytest
 
 from supervisor.diagnosis.model import DIAGNOSIS_SHARE_OF_DAY, MAX_TOKENS, PER_DIAGNOSIS_CAP
 from supervisor.diagnosis.tools import Sources
-from supervisor.spend import BUILT_IN_PRICES, cost_usd
 from tests.diagnosis_rig import GOOD_ANSWER, diagnoser, pack, rules_verdict
 from tests.fakes.messages_api import FakeMessagesAPI
+from workflows.prices import BUILT_IN_PRICES, cost_usd
 
 pytestmark = pytest.mark.timeout(30)
 PRICE = BUILT_IN_PRICES["claude-sonnet-4"]  # the default model's price

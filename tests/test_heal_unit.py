@@ -18,9 +18,10 @@ from supervisor.heal.desk import failed_after
 from supervisor.heal.healer import Healer, HealRefused, allowed_by, policy_of
 from supervisor.heal.store import ProposalStore
 from supervisor.secrets import Redactor
-from supervisor.spend import Budget, price_of
+from supervisor.spend import Budget
 from tests.fakes.messages_api import FakeMessagesAPI, tool_results
 from tests.supervisor_harness import resolve, settings
+from workflows.prices import price_of
 
 API_KEY = "sk-ant-api03-heal-unit-key-not-real-0123456789"
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from supervisor.agentsettings import AgentSettings, Price
+from supervisor.agentsettings import AgentSettings
 from supervisor.dbengine import make_engine
 from supervisor.knownsettings import RESERVED, known_names
-from supervisor.spend import UNKNOWN_MODEL_PRICE, SpendLedger, cost_usd, price_of
+from supervisor.spend import SpendLedger
+from workflows.prices import UNKNOWN_MODEL_PRICE, Price, cost_usd, price_of
 
-DAY = 1_780_000_000.0  # some instant; the ledger's day is its UTC date
+DAY = 1_780_000_000.0  # some instant; the ledger's day is its date (in UTC by default)
 
 
 def test_cost_is_usage_times_price_per_million_tokens() -> None:
@@ -61,3 +64,22 @@ def test_the_agent_settings_are_real_settings(monkeypatch: pytest.MonkeyPatch) -
     names = {"AGENT_TIMEOUT_SECONDS", "AGENT_MAX_USD_PER_DAY", "AGENT_PRICES", "ANTHROPIC_MODEL"}
     assert names <= known_names([])
     assert not names & RESERVED
+
+
+def test_the_caps_day_begins_at_midnight_in_the_alert_time_zone(tmp_path: Path) -> None:
+    """The bot's own agents' day is the workflows' budget day: local, from midnight."""
+    berlin_23h = datetime(2026, 12, 3, 22, 30, tzinfo=UTC).timestamp()  # 23:30 in Berlin
+    now = [berlin_23h]
+    ledger = SpendLedger(
+        make_engine(f"sqlite:///{tmp_path / 'c.db'}"),
+        cap_usd=1.0,
+        clock=lambda: now[0],
+        zone=ZoneInfo("Europe/Berlin"),
+    )
+    ledger.record("claude-sonnet-4-6", 0, 0, 0.75)
+    assert ledger.spent_today() == 0.75
+    now[0] += 3600  # 00:30 in Berlin, still 3 December in UTC
+    assert ledger.spent_today() == 0.0
+    assert AgentSettings(_env_file=None, alert_timezone="Asia/Tokyo").zone == ZoneInfo("Asia/Tokyo")
+    with pytest.raises(ValueError, match="unknown time zone"):
+        AgentSettings(_env_file=None, alert_timezone="Mars/Olympus")

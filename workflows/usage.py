@@ -72,15 +72,17 @@ def message_usage(message: Any, model: str | None = None) -> Usage:
     )
 
 
-def envelope_usage(envelope: Mapping[str, Any], model: str) -> Usage:
+def envelope_usage(
+    envelope: Mapping[str, Any], model: str, prices: Mapping[str, Price] | None = None
+) -> Usage:
     """What one ``claude -p --output-format json`` run used, by the JSON it printed.
 
     Each model of ``modelUsage`` is priced by our table (Claude Code calls a
     small model on the side, and ``AGENT_PRICES`` must apply); without it the
     CLI's own ``total_cost_usd`` is taken, and without that ``usage`` is
-    priced as ``model``.
+    priced as ``model``. ``prices``: the overrides (by default ``AGENT_PRICES``).
     """
-    prices = prices_from_env()
+    prices = prices_from_env() if prices is None else prices
     per_model: Mapping[str, Mapping[str, Any]] = envelope.get("modelUsage") or {}
     if per_model:
         return sum(

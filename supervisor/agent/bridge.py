@@ -52,7 +52,8 @@ from supervisor.agentsettings import AgentSettings
 from supervisor.api import SupervisorAPI
 from supervisor.claudeclient import is_api_error, unavailable_reason
 from supervisor.secrets import Redactor, secret_values
-from supervisor.spend import Budget, CapReached, SpendLedger, price_of
+from supervisor.spend import Budget, CapReached, SpendLedger
+from workflows.prices import price_of
 
 log = logging.getLogger("supervisor")
 SESSION_SHARE_OF_DAY = 0.5
@@ -117,7 +118,9 @@ class AgentBridge:
         self.api = api
         self.settings = settings
         self.store = SessionStore(engine, clock=clock)
-        self.ledger = SpendLedger(engine, cap_usd=settings.agent_max_usd_per_day, clock=clock)
+        self.ledger = SpendLedger(
+            engine, cap_usd=settings.agent_max_usd_per_day, clock=clock, zone=settings.zone
+        )
         self.redactor = (redactor or Redactor()).including(secret_values(settings))
         self.backend = backend_for(settings)
         self._runner = runner  # made at the first turn: the SDK takes seconds to import

@@ -53,7 +53,7 @@ from supervisor.agent.steps import describe
 from supervisor.agent.types import TurnResult, TurnUsage
 from supervisor.agentsettings import AgentSettings
 from supervisor.knownsettings import PREFIXES
-from supervisor.spend import cost_usd, price_of
+from workflows.usage import envelope_usage
 
 JSON = dict[str, Any]
 UPSTREAM = "https://api.anthropic.com"
@@ -295,32 +295,15 @@ def _tail(errors: IO[bytes]) -> str:
 
 
 def _count(run: _Run, usage: _Usage, context: TurnContext) -> None:
-    """Add a run's tokens and cost to the turn and to its budget (which the bridge records).
-
-    ``modelUsage`` is preferred to ``usage``: a run cut short by a limit
-    reports only its last call in ``usage``, every call in ``modelUsage``.
-    """
-    result = run.result or {}
-    models = result.get("modelUsage") or {}
-    if models:
-        calls = list(models.values())
-        keys = ("inputTokens", "cacheReadInputTokens", "cacheCreationInputTokens")
-        out_key = "outputTokens"
-    else:
-        calls = [result.get("usage") or {}]
-        keys = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
-        out_key = "output_tokens"
-    tokens_in = sum(int(call.get(key) or 0) for call in calls for key in keys)
-    tokens_out = sum(int(call.get(out_key) or 0) for call in calls)
-    cost = result.get("total_cost_usd")
-    if not isinstance(cost, int | float):
-        price = price_of(context.settings.anthropic_model, context.settings.agent_prices)
-        cost = cost_usd(price, tokens_in, tokens_out)
-    usage.input_tokens += tokens_in
-    usage.output_tokens += tokens_out
-    usage.cost_usd += float(cost)
-    context.budget.tally.input_tokens += tokens_in
-    context.budget.tally.output_tokens += tokens_out
+    """Add a run's tokens and cost to the turn and to its budget (which the bridge records),
+    priced as a workflow's ``ClaudeCodeAgent`` prices them (``workflows.usage``)."""
+    settings = context.settings
+    spent = envelope_usage(run.result or {}, settings.anthropic_model, settings.agent_prices)
+    usage.input_tokens += spent.input_tokens
+    usage.output_tokens += spent.output_tokens
+    usage.cost_usd += spent.cost_usd
+    context.budget.tally.input_tokens += spent.input_tokens
+    context.budget.tally.output_tokens += spent.output_tokens
 
 
 async def _settled(denials: Iterable[JSON], context: TurnContext) -> str:

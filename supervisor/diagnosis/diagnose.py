@@ -49,7 +49,9 @@ class Diagnoser:
     ) -> None:
         """``redactor`` knows the caller's secrets (the bot token, say); the API key is added."""
         self.settings = settings
-        self.ledger = SpendLedger(engine, cap_usd=settings.agent_max_usd_per_day, clock=wall_clock)
+        self.ledger = SpendLedger(
+            engine, cap_usd=settings.agent_max_usd_per_day, clock=wall_clock, zone=settings.zone
+        )
         self.redactor = (redactor or Redactor()).including(secret_values(settings))
         self.client_factory = client_factory
         self.clock = clock

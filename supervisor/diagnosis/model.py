@@ -44,8 +44,9 @@ from supervisor.diagnosis.prompt import SYSTEM, trimmed, user_message
 from supervisor.diagnosis.tools import Findings, Sources, read_only_tools
 from supervisor.diagnosis.types import Diagnosis, EvidencePack, Usage, Verdict
 from supervisor.secrets import Redactor
-from supervisor.spend import Budget, CapReached, SpendLedger, Tally, cost_usd, price_of
+from supervisor.spend import Budget, CapReached, SpendLedger, Tally
 from supervisor.toolloop import parsed_answer
+from workflows.prices import cost_usd, price_of
 
 if TYPE_CHECKING:
     import anthropic

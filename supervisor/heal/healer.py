@@ -49,7 +49,8 @@ from supervisor.heal.smoke import smoke_run
 from supervisor.heal.store import DAY_SECONDS, Proposal, ProposalStore
 from supervisor.heal.types import GateResult, HealPolicy, Worktree
 from supervisor.secrets import Redactor
-from supervisor.spend import Budget, CapReached, SpendLedger, price_of
+from supervisor.spend import Budget, CapReached, SpendLedger
+from workflows.prices import price_of
 
 if TYPE_CHECKING:
     from supervisor.heal.agent import HealReport
@@ -118,7 +119,9 @@ class Healer:
     ) -> None:
         self.settings = settings
         self.store = ProposalStore(engine, clock=clock)
-        self.ledger = SpendLedger(engine, cap_usd=settings.agent_max_usd_per_day, clock=clock)
+        self.ledger = SpendLedger(
+            engine, cap_usd=settings.agent_max_usd_per_day, clock=clock, zone=settings.zone
+        )
         self.redactor = redactor
         self.client_factory = client_factory
         self.clock = clock
