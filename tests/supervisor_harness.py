@@ -298,7 +298,7 @@ class Headless:
         for line in self.proc.stdout:
             self.lines.put(line)
 
-    def next_line(self, timeout: float = 8) -> str:
+    def next_line(self, timeout: float = 30) -> str:
         try:
             line = self.lines.get(timeout=timeout)
         except queue.Empty:
@@ -306,7 +306,7 @@ class Headless:
         self.seen.append(line)
         return line
 
-    def wait_for(self, kind: str, timeout: float = 8) -> dict[str, Any]:
+    def wait_for(self, kind: str, timeout: float = 30) -> dict[str, Any]:
         """The next JSON event of ``kind``."""
         deadline = time.monotonic() + timeout
         while True:

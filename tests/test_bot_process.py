@@ -69,14 +69,14 @@ def _process(pid: int) -> psutil.Process | None:
 
 def terminate(bot: subprocess.Popen[str]) -> tuple[int, str]:
     bot.send_signal(signal.SIGTERM)
-    _, err = bot.communicate(timeout=10)
+    _, err = bot.communicate(timeout=30)
     return bot.returncode, err
 
 
 def test_no_token_is_one_line_and_exit_2(tmp_path: Path, fake: FakeBotAPI) -> None:
     env = process_env(fake, tmp_path)
     del env["TELEGRAM_BOT_TOKEN"]
-    done = subprocess.run(BOT, env=env, capture_output=True, text=True, timeout=20, check=False)
+    done = subprocess.run(BOT, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     [line] = done.stderr.strip().splitlines()
     assert "TELEGRAM_BOT_TOKEN" in line
@@ -108,7 +108,7 @@ def test_a_second_bot_on_the_same_data_dir_is_refused(tmp_path: Path, fake: Fake
     try:
         fake.wait_for_sent_sync(is_alert("bot up"), timeout=BOT_START_SECONDS)
         second = subprocess.run(
-            BOT, env=env, capture_output=True, text=True, timeout=20, check=False
+            BOT, env=env, capture_output=True, text=True, timeout=60, check=False
         )
         assert second.returncode == 2
         assert "another bot is already running on this data dir" in second.stderr
@@ -133,12 +133,12 @@ def test_an_alert_unsent_at_kill_9_is_delivered_once_after_restart(
             time.sleep(0.02)
     finally:
         bot.kill()
-        bot.communicate(timeout=10)
+        bot.communicate(timeout=30)
     order(tmp_path, "worker")
     fake.set_down(False)
     again = start(env)
     try:
-        fake.wait_for_sent_sync(is_alert("unsent &lt;error&gt; 42"), timeout=10)
+        fake.wait_for_sent_sync(is_alert("unsent &lt;error&gt; 42"), timeout=BOT_START_SECONDS)
         fake.wait_for_sent_sync(is_alert("bot up"), count=2, timeout=BOT_START_SECONDS)
         fake.add_message("/status", COMMAND_CHAT, USER)
         fake.wait_for_sent_sync(lambda m: m.chat_id == COMMAND_CHAT)
@@ -171,7 +171,7 @@ def test_console_mode_over_stdin(tmp_path: Path, fake: FakeBotAPI) -> None:
         input="/status\n/tail demo 5\n/tail nope\n",
         capture_output=True,
         text=True,
-        timeout=20,
+        timeout=60,
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -196,7 +196,7 @@ def test_an_invalid_token_is_a_clear_line_and_a_retry(tmp_path: Path) -> None:
                 time.sleep(0.05)
         finally:
             bot.send_signal(signal.SIGTERM)
-            code = bot.wait(timeout=10)
+            code = bot.wait(timeout=30)
             reader.join(timeout=5)
     err = "".join(lines)
     assert code == 0, err
@@ -223,7 +223,7 @@ def test_workflows_run_while_telegram_is_unreachable_and_alerts_wait(
             is_alert("bot up"), timeout=BOT_START_SECONDS
         )  # queued, then delivered
         fake.add_message("/status", COMMAND_CHAT, USER)
-        fake.wait_for_sent_sync(lambda m: m.chat_id == COMMAND_CHAT, timeout=10)
+        fake.wait_for_sent_sync(lambda m: m.chat_id == COMMAND_CHAT, timeout=30)
     finally:
         code, err = terminate(bot)
     assert code == 0, err

@@ -85,7 +85,7 @@ def _spend(statuses: list[WorkflowStatus]) -> SpendSummary:
 async def _until_spent(sup: SupervisorAPI, name: str, usd: float) -> None:
     """Wait until ``name`` has spent ``usd`` today (the supervisor reads the write soon)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
+    deadline = loop.time() + 30
     while abs((spend := _spend(await sup.status(name))).today_usd - usd) > 1e-9:
         if loop.time() > deadline:
             raise AssertionError(f"{name} spent {spend}, not {usd} today")
@@ -97,7 +97,7 @@ async def test_spend_is_counted_once_across_runs_and_supervisor_restarts(tmp_pat
     flows = resolve(tmp_path, conf, table(tmp_path, "w"))
     db = tmp_path / "w.db"
     async with running(conf, flows) as (sup, sub):
-        await wait_for_event(sub, "started", "w")
+        await wait_for_event(sub, "started", "w", timeout=20)
         write_state(db, INPUT_TOKENS_KEY, "1000")
         write_state(db, OUTPUT_TOKENS_KEY, "200")
         write_state(db, COST_KEY, "0.5")
@@ -111,7 +111,7 @@ async def test_spend_is_counted_once_across_runs_and_supervisor_restarts(tmp_pat
         write_state(db, COST_KEY, "0.3")
         await _until_spent(sup, "w", 1.05)
     async with running(conf, flows) as (sup, sub):  # the same run's total read again
-        await wait_for_event(sub, "started", "w")
+        await wait_for_event(sub, "started", "w", timeout=20)
         spend = _spend(await sup.status("w"))
         assert spend.today_usd == pytest.approx(1.05)
         assert spend.week_usd == pytest.approx(1.05)
@@ -123,7 +123,7 @@ async def test_a_database_with_spend_already_in_it_is_history(tmp_path: Path) ->
     conf = settings(tmp_path)
     flows = resolve(tmp_path, conf, table(tmp_path, "old"))
     async with running(conf, flows) as (sup, sub):
-        await wait_for_event(sub, "started", "old")
+        await wait_for_event(sub, "started", "old", timeout=20)
         spend = _spend(await sup.status("old"))
         assert (spend.today_usd, spend.run_usd) == (0.0, 12.5)
 
@@ -137,12 +137,12 @@ async def test_a_budget_warns_pauses_survives_a_restart_and_a_new_day_resumes(
     flows = resolve(tmp_path, conf, table(tmp_path, "w", budget_usd_per_day=1.0))
     db = tmp_path / "w.db"
     async with running(conf, flows, clock=clock, agent=berlin) as (sup, sub):
-        started = await wait_for_event(sub, "started", "w")
+        started = await wait_for_event(sub, "started", "w", timeout=20)
         write_state(db, COST_KEY, "0.85")
-        warning = await wait_for_event(sub, "budget_warning", "w")
+        warning = await wait_for_event(sub, "budget_warning", "w", timeout=20)
         assert warning.spent_usd == pytest.approx(0.85)  # type: ignore[attr-defined]
         write_state(db, COST_KEY, "1.10")
-        paused = await wait_for_event(sub, "budget_paused", "w")
+        paused = await wait_for_event(sub, "budget_paused", "w", timeout=20)
         # Midnight in Berlin, an hour after 23:00 there.
         assert paused.resumes_at == LATE_EVENING + timedelta(hours=1)  # type: ignore[attr-defined]
         status = (await sup.status("w"))[0]
@@ -158,7 +158,7 @@ async def test_a_budget_warns_pauses_survives_a_restart_and_a_new_day_resumes(
         clock.now = LATE_EVENING + timedelta(hours=1, seconds=1)  # the next day in Berlin
         resumed = await wait_for_event(sub, "budget_resumed", "w", timeout=15)
         assert resumed.how == "new_day"  # type: ignore[attr-defined]
-        await wait_for_event(sub, "started", "w")
+        await wait_for_event(sub, "started", "w", timeout=20)
         spend = _spend(await sup.status("w"))
         assert spend.today_usd == 0.0
         assert spend.week_usd == pytest.approx(1.10)
@@ -170,23 +170,23 @@ async def test_resume_once_allows_one_budget_more_and_raise_doubles_it(tmp_path:
     flows = resolve(tmp_path, conf, table(tmp_path, "w", budget_usd_per_day=1.0))
     db = tmp_path / "w.db"
     async with running(conf, flows, clock=clock) as (sup, sub):
-        await wait_for_event(sub, "started", "w")
+        await wait_for_event(sub, "started", "w", timeout=20)
         with pytest.raises(SupervisorError, match="not paused"):
             await sup.budget_resume("w", "ann")
         write_state(db, COST_KEY, "1.0")
-        await wait_for_event(sub, "budget_paused", "w")
+        await wait_for_event(sub, "budget_paused", "w", timeout=20)
         status = await sup.budget_resume("w", "ann")
         assert _spend([status]).allowance_usd == 2.0
-        resumed = await wait_for_event(sub, "budget_resumed", "w")
+        resumed = await wait_for_event(sub, "budget_resumed", "w", timeout=20)
         assert (resumed.how, resumed.by) == ("once", "ann")  # type: ignore[attr-defined]
         assert resumed.paused_at is not None  # type: ignore[attr-defined]
-        await wait_for_event(sub, "started", "w")
+        await wait_for_event(sub, "started", "w", timeout=20)
         write_state(db, COST_KEY, "1.9")
         write_state(db, COST_KEY, "2.0")  # the second budget's worth: paused again
-        await wait_for_event(sub, "budget_paused", "w")
+        await wait_for_event(sub, "budget_paused", "w", timeout=20)
         status = await sup.budget_raise("w", "bob")
         assert _spend([status]).budget_usd == 2.0
-        raised = await wait_for_event(sub, "budget_resumed", "w")
+        raised = await wait_for_event(sub, "budget_resumed", "w", timeout=20)
         assert (raised.how, raised.by) == ("raised", "bob")  # type: ignore[attr-defined]
         assert (await sup.status("w"))[0].state in ("starting", "running")
 
@@ -195,7 +195,7 @@ async def test_a_workflow_without_a_budget_cannot_be_raised(tmp_path: Path) -> N
     conf = settings(tmp_path)
     flows = resolve(tmp_path, conf, table(tmp_path, "free"))
     async with running(conf, flows) as (sup, sub):
-        await wait_for_event(sub, "started", "free")
+        await wait_for_event(sub, "started", "free", timeout=20)
         with pytest.raises(SupervisorError, match="no budget_usd_per_day"):
             await sup.budget_raise("free", "ann")
 

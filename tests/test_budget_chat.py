@@ -30,17 +30,17 @@ def rang(fake: FakeBotAPI, message: SentMessage) -> bool:
 async def test_a_budget_warns_quietly_pauses_loudly_and_a_tap_resumes(tmp_path: Path) -> None:
     tables = [worker_table(tmp_path, budget_usd_per_day=1.0), worker_table(tmp_path, "cheap")]
     async with bot_running(tmp_path, tables, metrics_addr=ANY_PORT) as rig:
-        await rig.wait_state("worker", "running")
+        await rig.wait_state("worker", "running", within=30)
         rig.order("worker", cost="0.85")
-        [warning] = await rig.alert("of its $1.00 budget")
+        [warning] = await rig.alert("of its $1.00 budget", within=30)
         assert "$0.85" in warning.text
         assert not rang(rig.fake, warning)
         rig.order("cheap", cost="0.004")
         rig.order("worker", cost="1.25")
-        [paused] = await rig.alert("paused: $1.25 spent today")
+        [paused] = await rig.alert("paused: $1.25 spent today", within=30)
         assert rang(rig.fake, paused)
         assert buttons(paused) == ["budgetonce:worker", "budgetraise:worker"]
-        await rig.wait_state("worker", "paused")
+        await rig.wait_state("worker", "paused", within=30)
 
         status = await rig.ask("/status")
         assert "💸 $1.25/$1.00 today" in status
@@ -54,8 +54,8 @@ async def test_a_budget_warns_quietly_pauses_loudly_and_a_tap_resumes(tmp_path: 
         assert "total today: $1.25" in cost  # 1.254, shown to the cent
 
         rig.fake.add_callback("budgetonce:worker", ALERT_CHAT, USER, paused.message_id)
-        await wait_edit(paused, "resumed once by")
-        await rig.wait_state("worker", "starting", "running")
+        await wait_edit(paused, "resumed once by", within=30)
+        await rig.wait_state("worker", "starting", "running", within=30)
         assert "may spend $2.00 today" in paused.text
 
         samples = await scraped_until(
@@ -71,12 +71,12 @@ async def test_a_budget_warns_quietly_pauses_loudly_and_a_tap_resumes(tmp_path: 
 
 async def test_raise_twice_from_the_chat_doubles_the_budget(tmp_path: Path) -> None:
     async with bot_running(tmp_path, [worker_table(tmp_path, budget_usd_per_day=0.5)]) as rig:
-        await rig.wait_state("worker", "running")
+        await rig.wait_state("worker", "running", within=30)
         rig.order("worker", cost="0.6")
-        [paused] = await rig.alert("paused: $0.60 spent today")
+        [paused] = await rig.alert("paused: $0.60 spent today", within=30)
         rig.fake.add_callback("budgetraise:worker", ALERT_CHAT, USER, paused.message_id)
-        await wait_edit(paused, "budget raised to $1.00/day")
-        await rig.wait_state("worker", "starting", "running")
+        await wait_edit(paused, "budget raised to $1.00/day", within=30)
+        await rig.wait_state("worker", "starting", "running", within=30)
         assert "budget: $1.00/day" in await rig.ask("/status worker")
         refused = await rig.ask("/budgetonce worker")
         assert "not paused" in refused

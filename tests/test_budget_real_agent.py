@@ -60,13 +60,13 @@ async def test_a_real_agent_reaches_its_budget_is_paused_and_resumes_once(
             await rig.alert("of its $1.00 budget", within=30)  # $0.90 after two calls
             [paused] = await rig.alert("paused: $1.35 spent today", within=30)
             assert buttons(paused) == ["budgetonce:spender", "budgetraise:spender"]
-            await rig.wait_state("spender", "paused")
+            await rig.wait_state("spender", "paused", within=30)
             [before] = await rig.supervisor.status("spender")
             assert before.spend is not None
             assert before.spend.run_usd == pytest.approx(before.spend.today_usd)
 
             rig.fake.add_callback("budgetonce:spender", ALERT_CHAT, USER, paused.message_id)
-            await wait_edit(paused, "resumed once by", within=10)
+            await wait_edit(paused, "resumed once by", within=30)
             await rig.wait_state("spender", "running", within=30)
             calls = len(messages.message_requests())
             loop = asyncio.get_running_loop()
