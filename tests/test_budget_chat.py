@@ -4,11 +4,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
-from tests.bot_harness import ALERT_CHAT, USER, bot_running, worker_table
+from tests.bot_harness import ALERT_CHAT, USER, BotRig, bot_running, worker_table
 from tests.fakes.botapi import FakeBotAPI, SentMessage
 from tests.test_chat_alerts import buttons, wait_edit
 from tests.test_metrics import ANY_PORT, scraped_until, value
@@ -27,10 +28,22 @@ def rang(fake: FakeBotAPI, message: SentMessage) -> bool:
     return not any(params.get("disable_notification") for params in sends)
 
 
+async def wait_until_spent(rig: BotRig, name: str, usd: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while True:
+        [status] = await rig.supervisor.status(name)
+        if status.spend is not None and status.spend.today_usd == pytest.approx(usd):
+            return
+        assert loop.time() < deadline, f"{name} spent {status.spend}, not {usd}"
+        await asyncio.sleep(0.02)
+
+
 async def test_a_budget_warns_quietly_pauses_loudly_and_a_tap_resumes(tmp_path: Path) -> None:
     tables = [worker_table(tmp_path, budget_usd_per_day=1.0), worker_table(tmp_path, "cheap")]
     async with bot_running(tmp_path, tables, metrics_addr=ANY_PORT) as rig:
         await rig.wait_state("worker", "running", within=30)
+        await rig.wait_state("cheap", "running", within=30)
         rig.order("worker", cost="0.85")
         [warning] = await rig.alert("of its $1.00 budget", within=30)
         assert "$0.85" in warning.text
@@ -41,6 +54,7 @@ async def test_a_budget_warns_quietly_pauses_loudly_and_a_tap_resumes(tmp_path: 
         assert rang(rig.fake, paused)
         assert buttons(paused) == ["budgetonce:worker", "budgetraise:worker"]
         await rig.wait_state("worker", "paused", within=30)
+        await wait_until_spent(rig, "cheap", 0.004)
 
         status = await rig.ask("/status")
         assert "💸 $1.25/$1.00 today" in status
