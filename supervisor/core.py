@@ -17,26 +17,23 @@ import logging
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from supervisor import budget as budget_rule
 from supervisor.agent.types import Workspace
 from supervisor.agentsettings import AgentSettings
 from supervisor.api import SupervisorError, UnknownWorkflow
+from supervisor.budgets import Budgets, Hands, paused_by_budget
 from supervisor.bus import EventBus, Subscription
 from supervisor.config import ResolvedWorkflow
-from supervisor.control import BudgetMemory, ControlDB, Incident, Memory
-from supervisor.days import next_midnight
+from supervisor.control import ControlDB, Incident, Memory
 from supervisor.diagnosis.diagnose import Diagnoser
 from supervisor.diagnosis.types import EvidencePack, Verdict
 from supervisor.diagnosis.why import EVIDENCE_EVENTS, Case, explain, gather
 from supervisor.events import (
-    BudgetPaused,
     BudgetResumed,
-    BudgetWarning,
     Crashed,
     Diagnosed,
     Event,
@@ -53,7 +50,6 @@ from supervisor.events import (
     Restarted,
     RestartReason,
     Resumed,
-    SpendSummary,
     Started,
     Stopped,
     WorkflowStatus,
@@ -111,7 +107,16 @@ class Supervisor:
         self._runtimes: dict[str, Runtime] = {}
         self._control: ControlDB | None = None
         self._recorder = Recorder(self.bus)  # the one writer of the control DB
-        self._spending = Spending(self._agent.zone, clock)
+        hands = Hands(
+            pause=self._pause,
+            resume=self._resume,
+            record=lambda spent, runtime: self._recorder.spend(spent, runtime.memory),
+            publish=lambda event, runtime: self._publish(event, remember=runtime),
+            remember=self._remember,
+            background=self._background,
+            stopping=lambda: self._stopping,
+        )
+        self._budgets = Budgets(Spending(self._agent.zone, clock), hands)
         self._scheduler: AsyncIOScheduler | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._stopping = False
@@ -122,7 +127,7 @@ class Supervisor:
             remember=self._remember,
             transition=self._to,
             on_hang=self._hang,
-            on_usage=self._count_spend,
+            on_usage=self._budgets.count,
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._diagnoses: set[asyncio.Task[None]] = set()  # diagnose = "auto"; shutdown cancels
@@ -147,7 +152,8 @@ class Supervisor:
         cutoff = utcnow() - timedelta(days=EVENTS_KEPT_DAYS)
         await asyncio.to_thread(control.forget_events, cutoff)
         remembered = await asyncio.to_thread(control.load_memory)
-        await asyncio.to_thread(self._spending.load, control, self._spending.now())
+        spending = self._budgets.spending
+        await asyncio.to_thread(spending.load, control, spending.now())
         ended = await reap_stale(self.settings.run_dir, self.settings.stop_grace_seconds)
         for name in ended:
             log.warning("ended %s left running by an earlier supervisor", name)
@@ -257,8 +263,9 @@ class Supervisor:
             self._health.check, "interval", seconds=self.settings.check_interval_seconds, **common
         )
         scheduler.add_job(
-            self._new_budget_day,
+            self._budgets.new_day,
             "interval",
+            args=(self._runtimes.values(),),
             seconds=self.settings.check_interval_seconds,
             **common,
         )
@@ -401,8 +408,8 @@ class Supervisor:
         runtime = self._get(name)
         async with runtime.lock:
             self._check_paused(runtime)
-            if runtime.memory.budget.paused_on is not None:
-                await self._resume_past_budget(runtime, "request")
+            if paused_by_budget(runtime):
+                await self._budgets.resume_once(runtime, "request")
             else:
                 await self._resume(runtime, Resumed(workflow=name, time=utcnow()))
         return self._status(runtime)
@@ -413,9 +420,9 @@ class Supervisor:
         runtime = self._get(name)
         async with runtime.lock:
             self._check_paused(runtime)
-            if runtime.memory.budget.paused_on is None:
+            if not paused_by_budget(runtime):
                 raise SupervisorError(f"{name} was not paused by its budget; /resume it")
-            await self._resume_past_budget(runtime, approver)
+            await self._budgets.resume_once(runtime, approver)
         return self._status(runtime)
 
     async def budget_raise(self, name: str, approver: str) -> WorkflowStatus:
@@ -423,28 +430,7 @@ class Supervisor:
         and resume the workflow if its budget had paused it."""
         runtime = self._get(name)
         async with runtime.lock:
-            configured = runtime.workflow.config.budget_usd_per_day
-            memory = runtime.memory.budget
-            budget = budget_rule.in_force(configured, memory)
-            if configured is None or budget is None:
-                raise SupervisorError(f"{name} has no budget_usd_per_day to raise")
-            was_paused = memory.paused_on is not None and runtime.state == "paused"
-            budget_rule.raise_twice(configured, budget, memory)
-            now = self._spending.now()
-            day = self._spending.day(now)
-            resumed = BudgetResumed(
-                workflow=name,
-                time=now,
-                how="raised",
-                budget_usd=budget * 2,
-                allowance_usd=budget_rule.allowance(budget * 2, memory, day),
-                paused_at=_paused_at(memory) if was_paused else None,
-                by=approver,
-            )
-            if was_paused:
-                await self._resume(runtime, resumed)
-            else:
-                self._publish(resumed, remember=runtime)
+            await self._budgets.raise_twice(runtime, approver)
         return self._status(runtime)
 
     def _check_paused(self, runtime: Runtime) -> None:
@@ -475,126 +461,9 @@ class Supervisor:
         self._reset_attempts(runtime, "resumed")
         await self._spawn(runtime, "resumed by request")
 
-    async def _resume_past_budget(self, runtime: Runtime, approver: str) -> None:
-        memory = runtime.memory.budget
-        budget = budget_rule.in_force(runtime.workflow.config.budget_usd_per_day, memory)
-        if budget is None:  # the budget was taken out of the TOML since: nothing to grant
-            await self._resume(runtime, Resumed(workflow=runtime.name, time=utcnow()))
-            return
-        now = self._spending.now()
-        day = self._spending.day(now)
-        budget_rule.grant_once(budget, memory, day)
-        resumed = BudgetResumed(
-            workflow=runtime.name,
-            time=now,
-            how="once",
-            budget_usd=budget,
-            allowance_usd=budget_rule.allowance(budget, memory, day),
-            paused_at=_paused_at(memory),
-            by=approver,
-        )
-        await self._resume(runtime, resumed)
-
-    # -- spend and budgets (supervisor/spending.py, supervisor/budget.py) -------
-
-    def _count_spend(self, runtime: Runtime) -> None:
-        """Record what the workflow's agents spent since the last reading; judge its budget."""
-        usage = runtime.snapshot.usage
-        if usage is None or usage == runtime.memory.usage_seen:
-            return
-        now = self._spending.now()
-        spent = self._spending.count(runtime.name, runtime.memory, usage, now)
-        if spent is None:
-            self._remember(runtime)  # a new run started from 0: nothing spent yet
-            return
-        self._recorder.spend(spent, runtime.memory)
-        budget = budget_rule.in_force(
-            runtime.workflow.config.budget_usd_per_day, runtime.memory.budget
-        )
-        today = self._spending.today(runtime.name, now)
-        verdict = budget_rule.judge(today, budget, runtime.memory.budget, spent.day)
-        if verdict == "warn" and budget is not None:
-            warning = BudgetWarning(
-                workflow=runtime.name, time=now, spent_usd=today, budget_usd=budget
-            )
-            self._publish(warning, remember=runtime)
-        elif verdict == "pause" and runtime.state != "paused" and not self._stopping:
-            self._background(self._budget_pause(runtime))
-
-    async def _budget_pause(self, runtime: Runtime) -> None:
-        async with runtime.lock:
-            now = self._spending.now()
-            memory = runtime.memory.budget
-            budget = budget_rule.in_force(runtime.workflow.config.budget_usd_per_day, memory)
-            day, today = self._spending.day(now), self._spending.today(runtime.name, now)
-            if runtime.state == "paused" or self._stopping or budget is None:
-                return
-            allowed = budget_rule.allowance(budget, memory, day)
-            if today < allowed:
-                return  # a tap granted more meanwhile
-            await self._pause(runtime, "its budget for today is spent")
-            memory.paused_on, memory.paused_at = day, now.timestamp()
-            paused = BudgetPaused(
-                workflow=runtime.name,
-                time=now,
-                spent_usd=today,
-                budget_usd=budget,
-                allowance_usd=allowed,
-                resumes_at=next_midnight(now, self._spending.zone),
-            )
-            self._publish(paused, remember=runtime)
-
-    async def _new_budget_day(self) -> None:
-        """Resume the workflows their budget paused on a day that has ended."""
-        now = self._spending.now()
-        day = self._spending.day(now)
-        for runtime in self._runtimes.values():
-            paused_on = runtime.memory.budget.paused_on
-            if paused_on is None or paused_on == day or self._stopping:
-                continue
-            async with runtime.lock:
-                if runtime.memory.budget.paused_on is None:
-                    continue
-                if runtime.state != "paused":  # started by other means since
-                    runtime.memory.budget.paused_on = None
-                    self._remember(runtime)
-                    continue
-                budget = budget_rule.in_force(
-                    runtime.workflow.config.budget_usd_per_day, runtime.memory.budget
-                )
-                budget_rule.start_day(runtime.memory.budget, day)
-                resumed = BudgetResumed(
-                    workflow=runtime.name,
-                    time=now,
-                    how="new_day",
-                    budget_usd=budget or 0.0,
-                    allowance_usd=budget or 0.0,
-                    paused_at=_paused_at(runtime.memory.budget),
-                )
-                try:
-                    await self._resume(runtime, resumed)
-                except SupervisorError as exc:
-                    log.warning("%s: a new budget day, but %s", runtime.name, exc)
-
     def _status(self, runtime: Runtime) -> WorkflowStatus:
         """The runtime's status with its spend."""
-        now = self._spending.now()
-        memory = runtime.memory.budget
-        budget = budget_rule.in_force(runtime.workflow.config.budget_usd_per_day, memory)
-        usage = runtime.snapshot.usage
-        spend = SpendSummary(
-            today_usd=self._spending.today(runtime.name, now),
-            week_usd=self._spending.week(runtime.name, now),
-            run_usd=None if usage is None else usage.cost_usd,
-            budget_usd=budget,
-            allowance_usd=(
-                None
-                if budget is None
-                else budget_rule.allowance(budget, memory, self._spending.day(now))
-            ),
-            paused_by_budget=runtime.state == "paused" and memory.paused_on is not None,
-        )
-        return replace(runtime.status(utcnow()), spend=spend)
+        return replace(runtime.status(utcnow()), spend=self._budgets.summary(runtime))
 
     # -- the state machine -----------------------------------------------------
 
@@ -928,7 +797,3 @@ class Supervisor:
 
     def _publish(self, event: Event, remember: Runtime | None = None) -> None:
         self._recorder.publish(event, remember.memory if remember is not None else None)
-
-
-def _paused_at(memory: BudgetMemory) -> datetime | None:
-    return None if memory.paused_at is None else datetime.fromtimestamp(memory.paused_at, UTC)
