@@ -102,6 +102,7 @@ async def test_exit_is_reported_although_a_child_keeps_the_output_open(tmp_path:
 
 
 @pytest.mark.skipif(shutil.which("sqlite3") is None, reason="needs the sqlite3 CLI")
+@pytest.mark.timeout(60)
 async def test_shell_workflow_writing_with_the_sqlite3_cli(tmp_path: Path) -> None:
     script = tmp_path / "job.sh"
     script.write_text(
@@ -123,9 +124,10 @@ async def test_shell_workflow_writing_with_the_sqlite3_cli(tmp_path: Path) -> No
     conf = settings(tmp_path)
     flow = {"name": "shell", "command": ["./job.sh"]}
     async with running(conf, resolve(tmp_path, conf, flow)) as (sup, sub):
-        error = await wait_for_event(sub, "error", "shell")
+        # Six processes (the script and five sqlite3 CLIs): slow on a loaded machine.
+        error = await wait_for_event(sub, "error", "shell", timeout=30)
         assert error.detail == "shell says hello"
-        finished = await wait_for_event(sub, "finished", "shell")
+        finished = await wait_for_event(sub, "finished", "shell", timeout=30)
         assert isinstance(finished, Finished)
         assert finished.summary == "shell job done"
         assert finished.note is None
