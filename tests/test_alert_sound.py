@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from bot.alerts import AlertComposer
 from supervisor.events import (
+    BudgetPaused,
+    BudgetResumed,
+    BudgetWarning,
     Crashed,
     Diagnosed,
     ErrorReported,
@@ -76,6 +81,29 @@ SOUND_TABLE: list[tuple[str, Event, bool]] = [
     ("reloaded", Reloaded(**COMMON, path="flow.py"), False),  # type: ignore[arg-type]
     ("state DB unreadable", StateUnreadable(**COMMON, reason="corrupt"), False),  # type: ignore[arg-type]
     ("state DB readable again", StateReadable(**COMMON, unreadable_seconds=9.0), False),  # type: ignore[arg-type]
+    ("80% of its budget", BudgetWarning(**COMMON, spent_usd=4.0, budget_usd=5.0), False),  # type: ignore[arg-type]
+    (
+        "paused by its budget",
+        BudgetPaused(
+            **COMMON,  # type: ignore[arg-type]
+            spent_usd=5.0,
+            budget_usd=5.0,
+            allowance_usd=5.0,
+            resumes_at=NOW + timedelta(hours=3),
+        ),
+        True,
+    ),
+    (
+        "resumed after its budget paused it",
+        BudgetResumed(
+            **COMMON,  # type: ignore[arg-type]
+            how="new_day",
+            budget_usd=5.0,
+            allowance_usd=5.0,
+            paused_at=NOW,
+        ),
+        False,
+    ),
 ]
 
 
