@@ -1,4 +1,4 @@
-"""K6: the whole path with a real agent. A workflow built on ``workflows/`` whose
+"""K0 and K2 end to end: the whole path with a real agent. A workflow built on ``workflows/`` whose
 ``ClaudeAgent`` talks HTTP to the stand-in Messages endpoint records its usage; its
 budget is reached, it is paused with a loud alert, and [Resume once] resumes its run from
 its checkpoint with the run's spend carried on, not counted twice."""
