@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from supervisor.bus import EventBus, Subscription
 from supervisor.control import ControlDB
-from supervisor.events import WorkflowStatus
+from supervisor.events import SpendSummary, WorkflowStatus
 from supervisor.fleet import lease
 from supervisor.fleet.node import FleetNode
 from supervisor.settings import FleetSettings
@@ -117,3 +117,44 @@ async def test_an_update_is_taken_once_across_nodes(engine: sa.Engine, postgres_
     assert await first.first_time(41)
     assert not await second.first_time(41)
     assert await second.first_time(42)
+
+
+class Spending(Workflows):
+    """A stand-in whose one workflow's agents spend without any event."""
+
+    spent = 0.0
+
+    async def status(self, name: str | None = None) -> list[WorkflowStatus]:
+        spend = SpendSummary(today_usd=self.spent)
+        return [WorkflowStatus(name=n, state="running", spend=spend) for n in self.names]
+
+
+async def test_spend_that_moves_without_an_event_is_published(
+    engine: sa.Engine, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/cost and /status on the poller see another node's spend within seconds."""
+    monkeypatch.setattr("supervisor.fleet.node.SPEND_PUBLISH_SECONDS", 0.05)
+    local = Spending("api")
+    settings = FleetSettings(failover_seconds=FAILOVER, node_timeout_seconds=60)
+    node = FleetNode(engine, postgres_url, "a", settings, local, can_lead=True)  # type: ignore[arg-type]
+    await node.join()
+    await node.start()
+    try:
+
+        async def published() -> float | None:
+            _, [(_, api)] = await node.view()
+            return None if api.spend is None else api.spend.today_usd
+
+        await until_published(published, 0.0)
+        local.spent = 1.25  # no event comes with it
+        await until_published(published, 1.25)
+    finally:
+        await node.leave()
+
+
+async def until_published(read: Callable[[], Awaitable[object]], value: object) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while (seen := await read()) != value:
+        assert loop.time() < deadline, f"published {seen!r}, not {value!r}"
+        await asyncio.sleep(0.05)

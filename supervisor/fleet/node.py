@@ -37,6 +37,7 @@ from sqlalchemy.dialects.postgresql import insert
 from supervisor.api import SupervisorAPI, SupervisorError
 from supervisor.cancelling import cancel
 from supervisor.dbengine import create_tables
+from supervisor.events import SpendSummary
 from supervisor.fleet import commands, lease, registry
 from supervisor.fleet.listener import Listener
 from supervisor.fleet.registry import Identity, NodeChange, NodeInfo, Published
@@ -47,6 +48,7 @@ log = logging.getLogger("supervisor.fleet")
 T = TypeVar("T")
 
 COMMAND_POLL_SECONDS = 1.0  # the fallback when a notification is missed
+SPEND_PUBLISH_SECONDS = 5.0  # how stale another node's spend may be in /cost and /status
 PUBLISH_DEBOUNCE_SECONDS = 0.2
 KEEP_SECONDS = 86400.0  # answered commands and handled update ids
 
@@ -85,6 +87,7 @@ class FleetNode:
         self._listener = Listener(url, self._on_payload)
         self._commands_due = asyncio.Event()
         self._publish_due: set[str] = set()
+        self._published_spend: dict[str, SpendSummary | None] = {}  # as the DB has it
         self._publish_wake = asyncio.Event()
         self._answers: dict[int, asyncio.Event] = {}
         self.owners: dict[str, str] = {}  # every workflow of the fleet -> its node (a cache)
@@ -282,6 +285,7 @@ class FleetNode:
     async def _publisher(self) -> None:
         events = self._supervisor.events()
         watcher = asyncio.create_task(self._collect(events))
+        spending = asyncio.create_task(self._watch_spend())
         try:
             while True:
                 with contextlib.suppress(TimeoutError):
@@ -298,13 +302,24 @@ class FleetNode:
                     log.warning("fleet: cannot publish statuses: %s", exc)
                     self._publish_due.update(due)
         finally:
-            watcher.cancel()
+            await cancel(watcher, spending)
             events.close()
 
     async def _collect(self, events: Any) -> None:
         async for event in events:
             self._publish_due.add(event.workflow)
             self._publish_wake.set()
+
+    async def _watch_spend(self) -> None:
+        """Spend moves without an event (a workflow's agents at work): a workflow whose
+        spend changed is published within ``SPEND_PUBLISH_SECONDS``, for /cost and /status
+        on the poller."""
+        while True:
+            await asyncio.sleep(SPEND_PUBLISH_SECONDS)
+            for status in await self._supervisor.status():
+                if self._published_spend.get(status.name) != status.spend:
+                    self._publish_due.add(status.name)
+                    self._publish_wake.set()
 
     async def _publish(self, names: Sequence[str]) -> None:
         order = {name: index for index, name in enumerate(self._supervisor.names)}
@@ -314,6 +329,7 @@ class FleetNode:
             if status.name in names
         ]
         await self._db(registry.publish, self.name, statuses)
+        self._published_spend.update((status.name, status.spend) for _, status in statuses)
 
     # -- plumbing ----------------------------------------------------------------------------
 
