@@ -25,6 +25,7 @@ from supervisor.events import (
     BudgetResumed,
     BudgetWarning,
     Event,
+    ProcessState,
     Resumed,
     SpendSummary,
 )
@@ -74,14 +75,14 @@ class Budgets:
                 workflow=runtime.name, time=now, spent_usd=today, budget_usd=budget
             )
             self._hands.publish(warning, runtime)
-        elif verdict == "pause" and runtime.state != "paused" and not self._hands.stopping():
+        elif verdict == "pause" and _spending(runtime) and not self._hands.stopping():
             self._hands.background(self._pause(runtime))
 
     async def _pause(self, runtime: Runtime) -> None:
         async with runtime.lock:
             now = self.spending.now()
             memory, budget = runtime.memory.budget, _budget(runtime)
-            if runtime.state == "paused" or self._hands.stopping() or budget is None:
+            if not _spending(runtime) or self._hands.stopping() or budget is None:
                 return
             today = self.spending.today(runtime.name, now)
             allowed = rule.allowance(budget, memory, self.spending.day(now))
@@ -181,6 +182,16 @@ class Budgets:
             paused_at=_paused_at(memory) if ends_pause else None,
             by=by,
         )
+
+
+# Where a budget pause has something to stop: a process, or one about to be restarted. A
+# workflow that finished, was stopped or was left down spends no more; pausing it would
+# only make the new budget day start it again.
+SPENDING_STATES: frozenset[ProcessState] = frozenset({"starting", "running", "hung", "backoff"})
+
+
+def _spending(runtime: Runtime) -> bool:
+    return runtime.state in SPENDING_STATES
 
 
 def paused_by_budget(runtime: Runtime) -> bool:

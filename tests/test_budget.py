@@ -20,6 +20,7 @@ from supervisor.fleet.registry import decode_status, encode_status
 from supervisor.spending import increase
 from supervisor.statedb import Usage
 from tests.supervisor_harness import (
+    collect,
     live_group,
     resolve,
     running,
@@ -224,3 +225,18 @@ async def test_a_budget_tap_and_the_spend_travel_whole_between_fleet_nodes() -> 
         assert commands.answer(verb, state, result, "node-b") == status
     assert calls == [("budget_resume", "w", "ann"), ("budget_raise", "w", "ann")]
     assert decode_status(encode_status(status)) == status  # what /status of the fleet shows
+
+
+async def test_a_workflow_that_finished_past_its_budget_is_not_paused(tmp_path: Path) -> None:
+    """Nothing left to stop: a pause would only make the next budget day start it again."""
+    conf = settings(tmp_path)
+    plan = {"beats": 2, "final": {COST_KEY: "2.5"}}
+    flows = resolve(tmp_path, conf, table(tmp_path, "w", budget_usd_per_day=1.0, plan=plan))
+    async with running(conf, flows) as (sup, sub):
+        await wait_for_event(sub, "finished", "w", timeout=20)
+        await _until_spent(sup, "w", 2.5)
+        later = await collect(sub, 0.3)
+        assert "budget_paused" not in [event.kind for event in later]
+        status = (await sup.status("w"))[0]
+        assert status.state == "finished"
+        assert not _spend([status]).paused_by_budget
