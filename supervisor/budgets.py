@@ -191,7 +191,10 @@ SPENDING_STATES: frozenset[ProcessState] = frozenset({"starting", "running", "hu
 
 
 def _spending(runtime: Runtime) -> bool:
-    return runtime.state in SPENDING_STATES
+    """Whether a pause has something to stop; a process that exited already (its last
+    write was its spend) is left to its exit: finished stays finished."""
+    process = runtime.process
+    return runtime.state in SPENDING_STATES and not (process is not None and process.exited)
 
 
 def paused_by_budget(runtime: Runtime) -> bool:

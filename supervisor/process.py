@@ -101,6 +101,11 @@ class WorkflowProcess:
         self._pump = pump_task
         self.pid = proc.pid
 
+    @property
+    def exited(self) -> bool:
+        """The leader has exited (its exit may not be handled yet)."""
+        return self._exited.done()
+
     @classmethod
     async def spawn(
         cls, workflow: ResolvedWorkflow, log: LogWriter, run_dir: Path

@@ -230,10 +230,10 @@ async def test_a_budget_tap_and_the_spend_travel_whole_between_fleet_nodes() -> 
 async def test_a_workflow_that_finished_past_its_budget_is_not_paused(tmp_path: Path) -> None:
     """Nothing left to stop: a pause would only make the next budget day start it again."""
     conf = settings(tmp_path)
-    plan = {"beats": 2, "final": {COST_KEY: "2.5"}}
-    flows = resolve(tmp_path, conf, table(tmp_path, "w", budget_usd_per_day=1.0, plan=plan))
+    flows = resolve(tmp_path, conf, table(tmp_path, "w", budget_usd_per_day=1.0, plan={"beats": 2}))
     async with running(conf, flows) as (sup, sub):
         await wait_for_event(sub, "finished", "w", timeout=20)
+        write_state(tmp_path / "w.db", COST_KEY, "2.5")  # its last word, read after its exit
         await _until_spent(sup, "w", 2.5)
         later = await collect(sub, 0.3)
         assert "budget_paused" not in [event.kind for event in later]
