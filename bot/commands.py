@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Protocol
 
 from bot.audit import Actor, AuditLog
-from bot.cost import cost_message, usd
+from bot.cost import cost_messages, usd
 from bot.fleet import fleet_overview
 from bot.heal import proposal_key as heal_key
 from bot.localtime import local_time
@@ -298,7 +298,7 @@ class CommandRouter:
             case "ack":
                 return await self._ack(args)
             case "cost":
-                return Reply([cost_message(await self.api.status(), await self.api.own_spend())])
+                return Reply(cost_messages(await self.api.status(), await self.api.own_spend()))
             case "budgetonce" | "budgetraise":
                 return await self._budget(command, args, actor)
             case "help":

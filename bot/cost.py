@@ -12,7 +12,7 @@ from datetime import datetime, tzinfo
 
 from bot.localtime import local_time
 from bot.outbox import Alert
-from bot.text import Button, Message, esc
+from bot.text import Button, Message, esc, pack
 from supervisor.events import (
     BudgetPaused,
     BudgetResumed,
@@ -62,8 +62,9 @@ def spend_lines(spend: SpendSummary | None) -> list[str]:
     return lines
 
 
-def cost_message(statuses: Sequence[WorkflowStatus], own: OwnSpend) -> Message:
-    """``/cost``: every workflow's spend, highest today first, then the bot's own line."""
+def cost_messages(statuses: Sequence[WorkflowStatus], own: OwnSpend) -> list[Message]:
+    """``/cost``: every workflow's spend, highest today first, then the bot's own line and
+    the total; as many messages as a long fleet needs."""
 
     def spent(status: WorkflowStatus) -> SpendSummary:
         return status.spend or SpendSummary()
@@ -72,7 +73,7 @@ def cost_message(statuses: Sequence[WorkflowStatus], own: OwnSpend) -> Message:
         statuses,
         key=lambda status: (-spent(status).today_usd, -spent(status).week_usd, status.name),
     )
-    lines = ["<b>Spend today</b> (7 days)"]
+    lines: list[str] = []
     for status in ranked:
         spend = spent(status)
         budget = f" · budget {usd(spend.budget_usd)}" if spend.budget_usd is not None else ""
@@ -86,7 +87,7 @@ def cost_message(statuses: Sequence[WorkflowStatus], own: OwnSpend) -> Message:
     lines.append(f"{esc(OWN_AGENTS)}: {usd(own.today_usd)} of {usd(own.cap_usd)} a day")
     total = sum(spent(status).today_usd for status in statuses) + own.today_usd
     lines.append(f"<b>total today: {usd(total)}</b>")
-    return Message("\n".join(lines))
+    return pack(lines, header="<b>Spend today</b> (7 days)")
 
 
 def budget_buttons(name: str) -> tuple[Button, ...]:

@@ -14,8 +14,8 @@ from datetime import datetime, tzinfo
 
 from bot.localtime import local_time
 from bot.outbox import Alert
-from bot.render import overview_counts, pack, status_line
-from bot.text import Message, esc, format_duration
+from bot.render import overview_counts, status_line
+from bot.text import Message, esc, format_duration, pack
 from supervisor.events import WorkflowStatus
 from supervisor.fleet.registry import NodeChange, NodeInfo
 

@@ -24,6 +24,7 @@ from bot.text import (
     esc,
     esc_clip,
     format_duration,
+    pack,
 )
 from supervisor.events import LIVE_STATES, STATE_LABELS, EventRecord, WorkflowStatus, own_word
 
@@ -66,26 +67,6 @@ def status_line(status: WorkflowStatus) -> str:
     if status.summary:
         line += f" — {esc_clip(' '.join(status.summary.split()), SUMMARY_IN_LIST)}"
     return line
-
-
-def pack(blocks: Sequence[str], header: str = "") -> list[Message]:
-    """Join blocks into as few messages as fit the limit; a block never straddles two.
-
-    A block too long for one message on its own is clipped between tags and entities.
-    """
-    messages: list[Message] = []
-    current = clip_html(header, TELEGRAM_LIMIT)
-    for raw in blocks:
-        block = clip_html(raw, TELEGRAM_LIMIT)
-        candidate = f"{current}\n{block}" if current else block
-        if len(candidate) > TELEGRAM_LIMIT:
-            messages.append(Message(current))
-            current = block
-        else:
-            current = candidate
-    if current:
-        messages.append(Message(current))
-    return messages
 
 
 def overview(statuses: Sequence[WorkflowStatus], note: str = "") -> list[Message]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 TELEGRAM_LIMIT = 4096
@@ -144,6 +145,26 @@ def clip_html(text: str, limit: int) -> str:
         kept.append(token)
         size += len(token)
     return "".join(kept) + ELLIPSIS + "".join(f"</{name}>" for name in reversed(open_tags))
+
+
+def pack(blocks: Sequence[str], header: str = "") -> list[Message]:
+    """Join blocks into as few messages as fit the limit; a block never straddles two.
+
+    A block too long for one message on its own is clipped between tags and entities.
+    """
+    messages: list[Message] = []
+    current = clip_html(header, TELEGRAM_LIMIT)
+    for raw in blocks:
+        block = clip_html(raw, TELEGRAM_LIMIT)
+        candidate = f"{current}\n{block}" if current else block
+        if len(candidate) > TELEGRAM_LIMIT:
+            messages.append(Message(current))
+            current = block
+        else:
+            current = candidate
+    if current:
+        messages.append(Message(current))
+    return messages
 
 
 def format_duration(seconds: float) -> str:

@@ -17,8 +17,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.alerts import ERROR_CLIP, AlertComposer
+from bot.cost import cost_messages, usd
 from bot.outbox import Alert
-from bot.render import detail, names_message, overview, pack, status_line, tail_message
+from bot.render import detail, names_message, overview, status_line, tail_message
 from bot.text import (
     ELLIPSIS,
     TELEGRAM_LIMIT,
@@ -29,6 +30,7 @@ from bot.text import (
     esc,
     esc_clip,
     format_duration,
+    pack,
     parse_duration,
 )
 from bot.transport import html_to_text
@@ -50,11 +52,13 @@ from supervisor.events import (
     HealRolledBack,
     Hung,
     IncidentClosed,
+    OwnSpend,
     Paused,
     Recovered,
     Reloaded,
     Restarted,
     Resumed,
+    SpendSummary,
     Started,
     StateReadable,
     StateUnreadable,
@@ -641,3 +645,23 @@ def test_one_vocabulary_the_state_decides_icon_and_word_and_liveness_the_heartbe
             )
             other_icons = {i for s, (i, _) in STATE_LABELS.items() if s != state}
             assert not any(i in line for i in other_icons), line
+
+
+def test_cost_of_a_thousand_workflows_is_split_dearest_first_and_totalled_last() -> None:
+    statuses = [
+        WorkflowStatus(
+            name=f"wf-{index:04d}",
+            state="running",
+            spend=SpendSummary(today_usd=index / 100, week_usd=index / 10),
+        )
+        for index in range(1000)
+    ]
+    messages = cost_messages(statuses, OwnSpend(today_usd=0.5, cap_usd=5.0))
+    assert len(messages) > 1
+    for message in messages:
+        check_text(message.text, "HTML")
+        assert len(message.text) <= TELEGRAM_LIMIT
+    text = "\n".join(message.text for message in messages)
+    assert text.index("wf-0999") < text.index("wf-0998") < text.index("wf-0000")
+    assert "of $5.00 a day" in messages[-1].text
+    assert f"total today: {usd(sum(i / 100 for i in range(1000)) + 0.5)}" in messages[-1].text
