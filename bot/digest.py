@@ -36,6 +36,7 @@ from datetime import time as time_of_day
 
 import sqlalchemy as sa
 
+from bot.cost import usd
 from bot.localtime import local_time
 from bot.outbox import Alert, Notifier
 from bot.text import TELEGRAM_LIMIT, clip_html, esc, esc_clip
@@ -69,6 +70,7 @@ class Seen:
     state: str
     last_error: str | None = None
     started_at: str | None = None  # ISO time its current process started: a new one = restarted
+    week_usd: float = 0.0  # its agents' spend over the last 7 days (supervisor.spending)
 
 
 Snapshot = Mapping[str, Seen]
@@ -89,9 +91,29 @@ def snapshot(statuses: Sequence[WorkflowStatus]) -> dict[str, Seen]:
             status.state,
             status.last_error,
             status.started_at.isoformat() if status.started_at else None,
+            status.spend.week_usd if status.spend else 0.0,
         )
         for status in statuses
     }
+
+
+SPENDERS_NAMED = 3
+
+
+def spend_line(current: Snapshot) -> str | None:
+    """``💸 the last 7 days: $12.30 (api $8.10 · etl $3.20 · 2 more)``; None: nothing spent."""
+    spending = sorted(
+        ((seen.week_usd, name) for name, seen in current.items() if seen.week_usd > 0),
+        reverse=True,
+    )
+    if not spending:
+        return None
+    named = [f"{esc(name)} {usd(week)}" for week, name in spending[:SPENDERS_NAMED]]
+    more = len(spending) - SPENDERS_NAMED
+    if more > 0:
+        named.append(f"{more} more")
+    total = sum(week for week, _ in spending)
+    return f"💸 the last 7 days: {usd(total)} ({' · '.join(named)}); /cost for all"
 
 
 def _state(state: str) -> str:
@@ -124,9 +146,12 @@ def digest_text(
         changes = _changes(previous.get(name), current.get(name))
         if changes:
             lines.append(f"• <b>{esc(name)}</b>: {'; '.join(changes)}")
+    spent = spend_line(current)
     if not lines:
-        return f"📋 <b>Digest</b>: no changes since {when}"
-    return clip_html("\n".join([f"📋 <b>Digest</b>: since {when}", *lines]), TELEGRAM_LIMIT)
+        quiet = f"📋 <b>Digest</b>: no changes since {when}"
+        return f"{quiet}\n{spent}" if spent else quiet
+    head = [f"📋 <b>Digest</b>: since {when}", *([spent] if spent else [])]
+    return clip_html("\n".join([*head, *lines]), TELEGRAM_LIMIT)
 
 
 def next_digest(after: float, *, period: float, at: time_of_day, tz: tzinfo) -> float:

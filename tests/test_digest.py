@@ -67,6 +67,16 @@ def test_the_digest_says_only_what_changed() -> None:
     assert unchanged == "📋 <b>Digest</b>: no changes since 09:00 CET"
 
 
+def test_the_digest_says_what_the_week_cost_dearest_first() -> None:
+    since = epoch(2025, 11, 23, 9, 0)
+    spent = {f"w{i}": Seen("running", week_usd=float(i)) for i in range(6)}
+    text = digest_text(spent, spent, since, BERLIN, now=since + 3600)
+    assert text == (
+        "📋 <b>Digest</b>: no changes since 09:00 CET\n"
+        "💸 the last 7 days: $15.00 (w5 $5.00 · w4 $4.00 · w3 $3.00 · 2 more); /cost for all"
+    )
+
+
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[sa.Engine]:
     engine = make_engine(f"sqlite:///{tmp_path / 'control.db'}")
