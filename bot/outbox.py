@@ -84,6 +84,7 @@ log = logging.getLogger(__name__)
 WORKER_RETRY_SECONDS = 1.0
 IDLE_POLL_SECONDS = 0.01
 IN_FLIGHT_GRACE_SECONDS = 5.0
+ORIGIN_WAIT_SECONDS = 5.0  # a reply to a message still being recorded waits this long for it
 KEEP_DELIVERED_SECONDS = 30 * 86400  # delivered rows are history; pending ones are kept forever
 DEFAULT_PACING = Pacing()
 
@@ -143,6 +144,8 @@ class Notifier:
         # Writes the DB refused, oldest first; the worker retries them.
         self._unsaved: deque[Callable[[], Awaitable[None]]] = deque()
         self._unrecorded: tuple[Batch, int, ChatTarget] | None = None
+        self._settled = asyncio.Event()  # no message is between Telegram and the outbox table
+        self._settled.set()
         self._waiting: dict[int, asyncio.Future[int | None]] = {}  # a reply's last row -> its id
 
     # -- public API ------------------------------------------------------------------------
@@ -288,9 +291,18 @@ class Notifier:
         return await self._db(self._store.acknowledge, workflow)
 
     async def origin(self, target: ChatTarget, message_id: int) -> MessageOrigin | None:
-        """The key and workflow of the message a person replied to, if the bot sent it."""
+        """The key and workflow of the message a person replied to, if the bot sent it.
+
+        A reply can come before the message it answers is recorded (Telegram took it,
+        the outbox has not written its id yet): then the lookup waits for that record.
+        """
         alert_chat = target.chat_id == self._target.chat_id
-        return await self._db(self._store.origin, target.chat_id, message_id, alert_chat)
+        found = await self._db(self._store.origin, target.chat_id, message_id, alert_chat)
+        if found is None and not self._settled.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._settled.wait(), ORIGIN_WAIT_SECONDS)
+            found = await self._db(self._store.origin, target.chat_id, message_id, alert_chat)
+        return found
 
     async def wait_idle(self, timeout: float) -> bool:  # noqa: ASYNC109 - part of the interface
         """True once nothing is pending (held rows don't count); False after ``timeout``."""
@@ -370,6 +382,13 @@ class Notifier:
         return left
 
     async def _deliver(self, target: ChatTarget, batch: Batch) -> None:
+        self._settled.clear()
+        try:
+            await self._deliver_unsettled(target, batch)
+        finally:
+            self._settled.set()
+
+    async def _deliver_unsettled(self, target: ChatTarget, batch: Batch) -> None:
         self._pacer.record(target)
         try:
             message_id = await self._send(target, batch)

@@ -44,7 +44,7 @@ def mine(rig: BotRig) -> set[int]:
     return {m.message_id for m in rig.fake.sent_matching()}
 
 
-async def answer_with(rig: BotRig, text: str, within: float = 10) -> SentMessage:
+async def answer_with(rig: BotRig, text: str, within: float = 30) -> SentMessage:
     [found] = await rig.fake.wait_for_sent(
         lambda m: m.chat_id == COMMAND_CHAT and text in m.text and "session" in m.text, 1, within
     )
@@ -68,8 +68,11 @@ async def test_a_question_is_answered_from_a_tool_round_with_progress_and_a_foot
     repo(tmp_path)
     async with bot_running(tmp_path, tables(tmp_path)) as rig:
         claude.queue_tool_use("status", {}, "toolu_1")
-        claude.queue_reply("It is **running** and heartbeating.", 300, 40)
+        thinking = claude.queue_gated_reply("It is **running** and heartbeating.")
         rig.fake.add_message("what is worker doing?", COMMAND_CHAT, USER)
+        # The step shows while the model still thinks (later edits may replace a waiting one).
+        await rig.fake.wait_for_sent(lambda m: "📊 status" in " ".join(m.texts), 1, 30)
+        thinking.set()
         answer = await answer_with(rig, "running")
         assert "<b>running</b>" in answer.text
         assert "in /" in answer.text
@@ -103,7 +106,7 @@ async def test_an_edit_waits_for_allow_and_is_applied(
         seen = mine(rig)
         rig.fake.add_message("/ask worker add a retry to fetch", COMMAND_CHAT, USER)
         [ask] = await rig.fake.wait_for_sent(
-            lambda m: m.message_id not in seen and "wants to edit fetch.py" in m.text, 1, 10
+            lambda m: m.message_id not in seen and "wants to edit fetch.py" in m.text, 1, 30
         )
         assert "retry(get, URL)" in ask.text  # the diff is shown
         assert (root / "fetch.py").read_text(encoding="utf-8").endswith("return get(URL)\n")
@@ -130,7 +133,7 @@ async def test_an_edit_denied_or_unanswered_is_not_applied_and_the_agent_is_told
         seen = mine(rig)
         rig.fake.add_message("/ask worker write new.py", COMMAND_CHAT, USER)
         [ask] = await rig.fake.wait_for_sent(
-            lambda m: m.message_id not in seen and "wants to write new.py" in m.text, 1, 10
+            lambda m: m.message_id not in seen and "wants to write new.py" in m.text, 1, 30
         )
         if how == "deny":
             rig.fake.add_callback(_button(ask, "Deny"), COMMAND_CHAT, USER, ask.message_id)
@@ -151,7 +154,7 @@ async def test_stop_in_the_middle_of_a_tool_round_ends_the_turn_at_once(
         claude.queue_tool_use("tail", {"lines": 20}, "toolu_t")
         claude.queue_stall()  # the second round never answers
         rig.fake.add_message("/ask worker why so slow?", COMMAND_CHAT, USER)
-        [progress] = await rig.fake.wait_for_sent(lambda m: "🤖" in m.text, 1, 10)
+        [progress] = await rig.fake.wait_for_sent(lambda m: "🤖" in m.text, 1, 30)
         await _until(lambda: len(claude.message_requests()) >= 2)
         rig.fake.add_callback(
             f"agentstop:{_session(progress)}", COMMAND_CHAT, USER, progress.message_id
@@ -207,7 +210,7 @@ async def test_a_long_answer_is_split_within_telegrams_limit(
         claude.queue_reply(long)
         seen = mine(rig)
         rig.fake.add_message("/ask worker tell me everything", COMMAND_CHAT, USER)
-        await answer_with(rig, "Paragraph 19", within=15)
+        await answer_with(rig, "Paragraph 19", within=30)
         parts = rig.fake.sent_matching(lambda m: m.message_id not in seen and "Paragraph" in m.text)
         assert len(parts) >= 2
         assert all(len(part.text) <= 4096 for part in parts)
@@ -248,11 +251,11 @@ async def test_a_reply_to_an_alert_asks_about_its_workflow_and_a_reply_to_an_ans
         rig.fake.add_message(
             "is this safe to restart?", ALERT_CHAT, USER, reply_to=alert.message_id
         )
-        [first] = await rig.fake.wait_for_sent(lambda m: "About other." in m.text, 1, 10)
+        [first] = await rig.fake.wait_for_sent(lambda m: "About other." in m.text, 1, 30)
         assert "session" in first.text
         claude.queue_reply("Still other.")
         rig.fake.add_message("and now?", ALERT_CHAT, USER, reply_to=first.message_id)
-        await rig.fake.wait_for_sent(lambda m: "Still other." in m.text, 1, 10)
+        await rig.fake.wait_for_sent(lambda m: "Still other." in m.text, 1, 30)
         systems = [request["system"] for request in claude.message_requests()]
         assert all('"other"' in system for system in systems)
         assert "About other." in json.dumps(claude.message_requests()[-1]["messages"])
@@ -290,7 +293,7 @@ def _now(rig: BotRig, message: SentMessage) -> SentMessage:
     return found
 
 
-async def _until(condition: Any, within: float = 10) -> None:
+async def _until(condition: Any, within: float = 30) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while not condition():
@@ -313,7 +316,7 @@ async def test_a_proposal_hides_secrets_and_every_decision_is_audited(
         seen = mine(rig)
         rig.fake.add_message("/ask worker more retries", COMMAND_CHAT, USER)
         [ask] = await rig.fake.wait_for_sent(
-            lambda m: m.message_id not in seen and "wants to edit conf.py" in m.text, 1, 10
+            lambda m: m.message_id not in seen and "wants to edit conf.py" in m.text, 1, 30
         )
         assert "RETRIES = 3" in ask.text
         assert SECRET not in ask.text
@@ -342,7 +345,7 @@ async def test_with_auto_approve_none_even_reading_the_log_waits_for_a_tap(
         seen = mine(rig)
         rig.fake.add_message("/ask worker show the log", COMMAND_CHAT, USER)
         [ask] = await rig.fake.wait_for_sent(
-            lambda m: m.message_id not in seen and "wants to read" in m.text, 1, 10
+            lambda m: m.message_id not in seen and "wants to read" in m.text, 1, 30
         )
         rig.fake.add_callback(_button(ask, "Deny"), COMMAND_CHAT, USER, ask.message_id)
         await answer_with(rig, "Not read.")
@@ -362,7 +365,7 @@ async def test_a_second_message_waits_says_so_and_is_answered_after(
         seen = mine(rig)
         rig.fake.add_message("/ask worker restart it?", COMMAND_CHAT, USER)
         [ask] = await rig.fake.wait_for_sent(
-            lambda m: m.message_id not in seen and "wants to restart" in m.text, 1, 10
+            lambda m: m.message_id not in seen and "wants to restart" in m.text, 1, 30
         )
         [notice] = await rig.send("and another thing")
         assert "still working on your last message" in notice.text
@@ -400,7 +403,7 @@ async def test_a_forum_topic_mapped_in_the_toml_picks_its_workflow(
     async with bot_running(tmp_path, two) as rig:
         claude.queue_reply("In other's topic.")
         rig.fake.add_message("how is it going?", ALERT_CHAT, USER, thread_id=77)
-        [answer] = await rig.fake.wait_for_sent(lambda m: "In other's topic." in m.text, 1, 10)
+        [answer] = await rig.fake.wait_for_sent(lambda m: "In other's topic." in m.text, 1, 30)
         assert answer.message_thread_id == 77
         assert '"other"' in claude.message_requests()[0]["system"]
 
@@ -414,6 +417,6 @@ async def test_a_turn_cut_off_by_a_restart_is_announced_in_its_chat(
         session = store.create(f"{COMMAND_CHAT}:0", "worker", "builtin", "a question")
         store.save(session, busy=True)  # as if the bot had been killed in the middle
     async with bot_running(tmp_path, tables(tmp_path)) as rig:
-        [notice] = await rig.fake.wait_for_sent(lambda m: "bot restarted while" in m.text, 1, 10)
+        [notice] = await rig.fake.wait_for_sent(lambda m: "bot restarted while" in m.text, 1, 30)
         assert notice.chat_id == COMMAND_CHAT
         assert session.id in notice.text

@@ -42,6 +42,7 @@ class _Reply:
     body: JSON
     headers: dict[str, str] = field(default_factory=dict)
     stall: bool = False
+    gate: threading.Event | None = None  # answered once the test sets it
 
 
 def tool_results(request: JSON) -> list[JSON]:
@@ -120,6 +121,14 @@ class FakeMessagesAPI(BackgroundServer):
         with self._lock:
             self._replies.append(_Reply(status, body or error_body(status), headers or {}))
 
+    def queue_gated_reply(self, text: str) -> threading.Event:
+        """Queue a reply that is sent only once the returned event is set (a slow model)."""
+        gate = threading.Event()
+        body = _message([{"type": "text", "text": text}], "end_turn", 10, 5)
+        with self._lock:
+            self._replies.append(_Reply(200, body, gate=gate))
+        return gate
+
     def queue_stall(self) -> None:
         """Queue a request that gets no answer until the server stops (then a 500)."""
         with self._lock:
@@ -158,6 +167,8 @@ class FakeMessagesAPI(BackgroundServer):
                 reply = self._replies.popleft()
         if reply.stall:
             self._released.wait()
+        if reply.gate is not None:
+            reply.gate.wait(30)
         if reply.status == 200:
             body = {
                 "id": f"msg_fake_{self._count}",
