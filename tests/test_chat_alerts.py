@@ -88,12 +88,13 @@ async def test_an_error_and_a_status_change_are_alerts(tmp_path: Path) -> None:
 
 
 async def test_a_hang_is_reported(tmp_path: Path) -> None:
-    tables = [worker_table(tmp_path, hang_threshold_seconds=2.0, restart_backoff_seconds=[5])]
+    # The threshold also bounds the first heartbeat: long enough for a start on a loaded machine.
+    tables = [worker_table(tmp_path, hang_threshold_seconds=6.0, restart_backoff_seconds=[5])]
     async with bot_running(tmp_path, tables) as rig:
-        await rig.wait_state("worker", "running")
+        await rig.wait_state("worker", "running", within=30)
         rig.order("worker", hang=True)
-        [hung] = await rig.alert("⏳ <b>worker</b> hung: no heartbeat for")
-        assert "(threshold 2s)" in hung.text
+        [hung] = await rig.alert("⏳ <b>worker</b> hung: no heartbeat for", within=30)
+        assert "(threshold 6s)" in hung.text
         assert "restarting, attempt 1/1" in hung.text
         assert buttons(hung)[0] == "restart:worker"
 
