@@ -160,10 +160,10 @@ class BotRig:
         """The text of the (first) reply to ``text``."""
         return (await self.send(text, **options))[0].text
 
-    async def alert(self, text: str, count: int = 1, within: float = 5) -> list[SentMessage]:
+    async def alert(self, text: str, count: int = 1, within: float = 20) -> list[SentMessage]:
         return await self.fake.wait_for_sent(is_alert(text), count, within)
 
-    async def wait_state(self, workflow: str, *states: str, within: float = 5) -> None:
+    async def wait_state(self, workflow: str, *states: str, within: float = 20) -> None:
         """Wait until ``workflow``'s process state is one of ``states``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within

@@ -192,7 +192,7 @@ async def wait_for_event(
     subscription: Subscription,
     kind: str,
     workflow: str | None = None,
-    timeout: float = 5,  # noqa: ASYNC109 - the shared helper's agreed signature
+    timeout: float = 20,  # noqa: ASYNC109 - the shared helper's agreed signature
 ) -> Event:
     """The next event of ``kind`` (for ``workflow``), skipping others; fails after ``timeout``."""
 

@@ -483,7 +483,7 @@ class FakeBotAPI(BackgroundServer):
         self,
         predicate: Callable[[SentMessage], bool] | None = None,
         count: int = 1,
-        timeout: float = 5.0,  # noqa: ASYNC109 - a deadline for polling
+        timeout: float = 20.0,  # noqa: ASYNC109 - a deadline for polling
     ) -> list[SentMessage]:
         """Poll until at least `count` sent messages match `predicate`; return the matches."""
         deadline = time.monotonic() + timeout
@@ -497,7 +497,7 @@ class FakeBotAPI(BackgroundServer):
         self,
         predicate: Callable[[SentMessage], bool] | None = None,
         count: int = 1,
-        timeout: float = 5.0,
+        timeout: float = 20.0,
     ) -> list[SentMessage]:
         """Blocking twin of `wait_for_sent`, for sync tests and threads."""
         deadline = time.monotonic() + timeout
