@@ -5,6 +5,7 @@ restarts, lifted when the day ends), and [Resume once] / [Raise ×2] lift it ear
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -83,10 +84,10 @@ def _spend(statuses: list[WorkflowStatus]) -> SpendSummary:
     return status.spend
 
 
-async def _until_spent(sup: SupervisorAPI, name: str, usd: float) -> None:
+async def _until_spent(sup: SupervisorAPI, name: str, usd: float, within: float = 30) -> None:
     """Wait until ``name`` has spent ``usd`` today (the supervisor reads the write soon)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
+    deadline = loop.time() + within
     while abs((spend := _spend(await sup.status(name))).today_usd - usd) > 1e-9:
         if loop.time() > deadline:
             raise AssertionError(f"{name} spent {spend}, not {usd} today")
@@ -233,7 +234,13 @@ async def test_a_workflow_that_finished_past_its_budget_is_not_paused(tmp_path: 
     flows = resolve(tmp_path, conf, table(tmp_path, "w", budget_usd_per_day=1.0, plan={"beats": 2}))
     async with running(conf, flows) as (sup, sub):
         await wait_for_event(sub, "finished", "w", timeout=20)
-        write_state(tmp_path / "w.db", COST_KEY, "2.5")  # its last word, read after its exit
+        # Its last word, read after its exit. (Written as the exiting process's checkpoint
+        # lands, in the same clock tick and size, a write can look like none: written again.)
+        for _ in range(3):
+            write_state(tmp_path / "w.db", COST_KEY, "2.5")
+            with contextlib.suppress(AssertionError):
+                await _until_spent(sup, "w", 2.5, within=5)
+                break
         await _until_spent(sup, "w", 2.5)
         later = await collect(sub, 0.3)
         assert "budget_paused" not in [event.kind for event in later]
