@@ -47,7 +47,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from supervisor.dbengine import lock_schema, make_engine
 from supervisor.eventcodec import encode_event
 from supervisor.events import Event, EventRecord, IncidentCause, ProcessState
-from supervisor.statedb import Usage
+from workflows.usage import Usage
 
 SCHEMA_VERSION = 3
 ERROR_REPEAT_WINDOW = timedelta(hours=24)

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, func, select
 
 from supervisor.control import ControlDB, Memory, Spent, spend
 from supervisor.days import day_of, days_before
-from supervisor.statedb import Usage
+from workflows.usage import Usage
 
 WEEK_DAYS = 7
 

@@ -36,6 +36,7 @@ from workflows.contract import (
     USAGE_KEYS,
     parse_timestamp,
 )
+from workflows.usage import Usage  # the workflows' own: what their agents used in a run
 
 # A read must never hold up the event loop for long; a locked database is retried next poll.
 READ_TIMEOUT_SECONDS = 0.05
@@ -93,15 +94,6 @@ _PROBING = sys.platform.startswith("linux") and struct.calcsize("P") == 8
 RETRY_NS = 10_000_000
 
 Signature = tuple[int, int, int, int]
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """What the workflow's agents used so far in this run (the ``agent.*`` keys)."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,6 @@ from supervisor.events import SpendSummary, WorkflowStatus
 from supervisor.fleet import commands
 from supervisor.fleet.registry import decode_status, encode_status
 from supervisor.spending import increase
-from supervisor.statedb import Usage
 from tests.supervisor_harness import (
     collect,
     live_group,
@@ -31,6 +30,7 @@ from tests.supervisor_harness import (
     write_state,
 )
 from workflows.contract import COST_KEY, INPUT_TOKENS_KEY, OUTPUT_TOKENS_KEY
+from workflows.usage import Usage
 
 pytestmark = pytest.mark.timeout(40)
 # 23:00 in Berlin: the budget day ends in an hour there, while UTC's is still young.
