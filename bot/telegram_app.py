@@ -35,6 +35,7 @@ from bot.agent.chat import ChatPlace, session_of_key
 from bot.agent.views import TelegramView
 from bot.audit import Actor
 from bot.commands import COMMANDS, Reply, addressee, command_name, mutates
+from bot.handling import FleetUpdates
 from bot.healthcheck import Pinger
 from bot.observe.pictures import attach
 from bot.outbox import Pacing
@@ -53,6 +54,7 @@ from bot.transport import (
 )
 from supervisor.agent.types import Session
 from supervisor.api import HostSupervisor
+from supervisor.fleet import requests
 from supervisor.fleet.node import FleetNode
 
 log = logging.getLogger("bot")
@@ -118,6 +120,7 @@ class TelegramBot:
         self.settings = settings
         self.systemd = systemd
         poll = settings.telegram_poll_timeout_seconds
+        self.updates = FleetUpdates(lambda: self.service.node)
         self.app: App = (
             ApplicationBuilder()
             .token(token)
@@ -125,6 +128,7 @@ class TelegramBot:
             .base_file_url(file_url(settings.telegram_api_base_url))
             .request(HTTPXRequest(connection_pool_size=8, read_timeout=20.0))
             .get_updates_request(HTTPXRequest(read_timeout=poll + 10.0))
+            .concurrent_updates(self.updates)
             .build()
         )
         assert settings.telegram_chat_id is not None, "checked by the caller"
@@ -216,6 +220,7 @@ class TelegramBot:
                 return
             await self.service.lead(True)
             if await self._start_polling(stop, node.following):
+                await self.updates.replay(self.app, node)
                 await self._register_commands()
                 log.info("polling Telegram for the fleet as node %s", node.name)
                 await _first(node.following, stop)
@@ -293,10 +298,14 @@ class TelegramBot:
         chat, user = update.effective_chat, update.effective_user
         chat_id, user_id = (chat.id if chat else None), (user.id if user else None)
         if self.allowed(chat_id, user_id):
-            node = self.service.node
-            if node is not None and not await node.first_time(update.update_id):
+            node, request = self.service.node, requests.current.get()
+            if (
+                node is not None
+                and request is not None
+                and not await node.take(request, update.to_json())
+            ):
                 # A new poller may be served an update its predecessor took but had not
-                # confirmed to Telegram: it was handled, once, already.
+                # confirmed to Telegram: it is handled, once, already (bot.handling).
                 log.info("update %d was handled by another node; skipping", update.update_id)
                 raise ApplicationHandlerStop
             return
@@ -334,7 +343,9 @@ class TelegramBot:
         if command in BRIDGE_COMMANDS:
             await self._bridge_command(update, command, args)
             return
-        age = (datetime.now(UTC) - message.date).total_seconds()
+        request = requests.current.get()  # a replay: as old as when it first came
+        received = datetime.now(UTC) if request is None else request.received_at
+        age = (received - message.date).total_seconds()
         if mutates(command, args) and age > OFFLINE_AFTER_SECONDS:
             reply = await self.service.router.ignore_offline(command, args, actor, age)
         else:
@@ -463,15 +474,19 @@ class TelegramBot:
         if reply.updates is not None:
             self._background(self._follow(target, reply))
         if reply.later is not None:
-            self._background(self._answer_later(target, reply.later, reply.key))
+            later = self._background(self._answer_later(target, reply.later, reply.key))
+            request = requests.current.get()
+            if request is not None:  # the update is handled once this is in the outbox too
+                request.later.append(later)
         if reply.document is not None:
             self._background(self._upload(target, reply.document))
 
-    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+    def _background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``work`` beside the handlers; stopping the bot cancels it (``_stop_telegram``)."""
         task = asyncio.create_task(work)
         self._followers.add(task)
         task.add_done_callback(self._followers.discard)
+        return task
 
     async def _follow(self, target: ChatTarget, reply: Reply) -> None:
         """Each update is a reply with the follow's key: it edits the first message, paced

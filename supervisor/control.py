@@ -2,8 +2,8 @@
 
 Plain SQLAlchemy Core with portable types, so ``SUPERVISOR_DB_URL`` may point
 at Postgres when several hosts share one history. The schema carries a
-version; an older one is upgraded in place with Alembic's operations (each
-step in ``_MIGRATIONS``), a database written by a newer release is refused
+version (``supervisor.dbschema``): an older one is upgraded in place, step
+by step (``_MIGRATIONS``), a database written by a newer release is refused
 rather than misread.
 
 An event and the memory it changes are written in one transaction
@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from alembic.operations import Operations
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import (
     Boolean,
     Column,
@@ -44,7 +43,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from supervisor.dbengine import lock_schema, make_engine
+from supervisor import dbschema
+from supervisor.dbengine import make_engine
 from supervisor.eventcodec import encode_event
 from supervisor.events import Event, EventRecord, IncidentCause, ProcessState
 from workflows.usage import Usage
@@ -53,13 +53,6 @@ SCHEMA_VERSION = 3
 ERROR_REPEAT_WINDOW = timedelta(hours=24)
 
 metadata = MetaData()
-
-meta = Table(
-    "supervisor_meta",
-    metadata,
-    Column("key", String(64), primary_key=True),
-    Column("value", String(256), nullable=False),
-)
 
 
 def _events_v2() -> list[Column[Any]]:
@@ -145,6 +138,7 @@ def _to_v3(op: Operations) -> None:
 # _MIGRATIONS[n] upgrades a database at version n to n + 1 (a new table needs none:
 # ``create_all`` makes it before the upgrade runs).
 _MIGRATIONS: dict[int, Callable[[Operations], None]] = {1: _to_v2, 2: _to_v3}
+SCHEMA = dbschema.Schema("control DB", "schema_version", SCHEMA_VERSION, metadata, _MIGRATIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,9 +225,10 @@ class ControlDB:
         self.engine: Engine = make_engine(url)
         try:
             with self.engine.begin() as conn:
-                lock_schema(conn)  # nodes starting together: one creates, the rest see it
-                metadata.create_all(conn)
-                self._check_version(conn)
+                dbschema.settle(conn, SCHEMA)  # nodes starting together: one creates it
+        except dbschema.SchemaTooNew as exc:
+            self.engine.dispose()
+            raise SchemaTooNew(str(exc)) from exc
         except SQLAlchemyError as exc:
             self.engine.dispose()
             shown = make_url(url).render_as_string(hide_password=True)
@@ -241,22 +236,6 @@ class ControlDB:
                 f"control DB {shown} is unusable ({getattr(exc, 'orig', None) or exc}); "
                 "move it aside or point SUPERVISOR_DB_URL elsewhere"
             ) from exc
-
-    def _check_version(self, conn: Connection) -> None:
-        """Stamp a new database, upgrade an older one step by step, refuse a newer one."""
-        version_row = select(meta.c.value).where(meta.c.key == "schema_version")
-        stored = conn.execute(version_row).scalar()
-        if stored is None:
-            conn.execute(insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
-            return
-        version = int(stored)
-        if version > SCHEMA_VERSION:
-            raise SchemaTooNew(
-                f"control DB schema version {stored} is newer than this release "
-                f"({SCHEMA_VERSION}); upgrade, or point SUPERVISOR_DB_URL elsewhere"
-            )
-        if version < SCHEMA_VERSION:
-            _upgrade(conn, version)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -382,17 +361,6 @@ def _save_memory(conn: Connection, name: str, remembered: Memory) -> None:
     changed = conn.execute(update(memory).where(memory.c.name == name).values(**values))
     if changed.rowcount == 0:
         conn.execute(insert(memory).values(name=name, **values))
-
-
-def _upgrade(conn: Connection, version: int) -> None:
-    """Run each migration from ``version`` up, in the caller's transaction."""
-    operations = Operations(MigrationContext.configure(conn))
-    while version < SCHEMA_VERSION:
-        _MIGRATIONS[version](operations)
-        version += 1
-    conn.execute(
-        update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
-    )
 
 
 def _aware(moment: datetime) -> datetime:

@@ -42,7 +42,7 @@ BOT_START_SECONDS = 30.0
 DEMO = REPO / "workflows" / "examples" / "demo.py"
 
 WORKER = r"""
-import json, os, sqlite3, sys, time
+import json, os, signal, sqlite3, sys, time
 from workflows.contract import (COST_KEY, HEARTBEAT_KEY, LAST_ERROR_KEY, STATE_TABLE_DDL,
     STATUS_KEY, SUMMARY_KEY, UPSERT_STATE_SQL, format_timestamp)
 
@@ -61,6 +61,12 @@ def orders():
     except (OSError, ValueError):
         return {}
 
+def on_term(signum, frame):  # {"linger": s}: slow to stop, then ended by the signal as ever
+    time.sleep(orders().get("linger", 0))
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+signal.signal(signal.SIGTERM, on_term)
 put(STATUS_KEY, "running")
 put(SUMMARY_KEY, "working")
 print("worker up", flush=True)

@@ -6,7 +6,8 @@ concurrent ``getUpdates`` with 409 as Telegram does, so ``conflicts`` and
 in one test because starting three bots is the expensive part: steady state,
 ``/status`` by node, a command, a tail, the log file and /why across nodes, an alert delivered
 once, a start refused for a name clash and for a second copy of a node, then
-kill -9 of the poller: another node takes over and says so, the dead node is
+kill -9 of the poller while a command it took is running: another node
+takes over and says so and answers that command once, the dead node is
 reported down, a command for it is refused with when, and its return is said.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -110,6 +112,27 @@ class Fleet:
             return conn.execute(
                 sa.text("SELECT node FROM fleet_lease WHERE expires_at > now()")
             ).scalar()
+
+    def count(self, kind: str, workflow: str) -> int:
+        """Events of ``kind`` the workflow's node recorded for it."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM supervisor_events WHERE kind = :k AND workflow = :w"
+                    ),
+                    {"k": kind, "w": workflow},
+                ).scalar_one()
+            )
+
+    def command_running(self, verb: str, workflow: str) -> bool:
+        """A command ``verb`` for the workflow is being run by its node."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT args FROM fleet_commands WHERE verb = :v AND state = 'running'"),
+                {"v": verb},
+            ).scalars()
+            return any(json.loads(args).get("name") == workflow for args in rows)
 
     def kill(self, node: str) -> None:
         proc = self.procs.pop(node)
@@ -211,7 +234,14 @@ async def test_nodes_one_poller_commands_cross_and_a_dead_poller_is_replaced(
         assert copy.returncode == 2
         assert f"node {other} is already running" in copy.stderr
 
-        # kill -9 of the poller: another node takes over within the bound, and says so.
+        # kill -9 of the poller while a /restart it took is running on another node (its
+        # workflow slow to stop): another node takes over within the bound and says so,
+        # and answers that /restart, once, without restarting the workflow again.
+        order(tmp_path / other, workflow, linger=3)
+        starts = fleet.count("started", workflow)
+        asked = {m.message_id for m in fake.sent_matching()}
+        fake.add_message(f"/restart {workflow}", COMMAND_CHAT, USER)
+        await wait_until(lambda: fleet.command_running("restart", workflow), 20)
         killed_at = time.monotonic()
         fleet.kill(first)
         await wait_until(lambda: fleet.poller() not in (None, first), FAILOVER + SLACK)
@@ -219,6 +249,11 @@ async def test_nodes_one_poller_commands_cross_and_a_dead_poller_is_replaced(
         second = fleet.poller()
         assert took < FAILOVER + SLACK
         await fake.wait_for_sent(alert(f"node <b>{second}</b> now serves this chat"), 1, 20)
+        [answer] = await fake.wait_for_sent(
+            lambda m: m.chat_id == COMMAND_CHAT and m.message_id not in asked, 1, 30
+        )
+        assert f"<b>{workflow}</b> 🔁 restarted" in answer.text, answer.text
+        assert fleet.count("started", workflow) == starts + 1
         answered = await command(fake, "/status")
         assert "4 workflows on 4 nodes" in answered.text
 
@@ -236,3 +271,7 @@ async def test_nodes_one_poller_commands_cross_and_a_dead_poller_is_replaced(
         assert (fake.conflicts, fake.peak_polls) == (0, 1)
         for text in ("the fetch failed: 503", "headless fetch failed: 502", down):
             assert len(fake.sent_matching(alert(text))) == 1, text
+        # Each /restart answered once (two of the other node's workflow, one headless): the
+        # replay was of the one update left unfinished.
+        replies = [m.text for m in fake.sent_matching(lambda m: m.chat_id == COMMAND_CHAT)]
+        assert len([text for text in replies if "🔁 restarted" in text]) == 3, replies

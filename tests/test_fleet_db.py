@@ -12,18 +12,23 @@ import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from supervisor import dbschema
 from supervisor.api import SupervisorError
 from supervisor.control import ControlDB
 from supervisor.events import Started, WorkflowStatus
 from supervisor.fleet import commands, lease, registry, tables
+from supervisor.fleet.node import FleetNode
 from supervisor.fleet.registry import FleetRefused, Identity
-from supervisor.fleet.tables import metadata
+from supervisor.fleet.tables import FLEET_SCHEMA
 from supervisor.heal.store import Proposal
 from supervisor.heal.types import GateResult
+from supervisor.settings import FleetSettings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,7 +37,8 @@ pytestmark = pytest.mark.timeout(60)
 def engine(postgres_url: str) -> Iterator[sa.Engine]:
     ControlDB(postgres_url).close()  # the event log a joining node reads its start from
     engine = sa.create_engine(postgres_url)
-    metadata.create_all(engine)
+    with engine.begin() as conn:
+        dbschema.settle(conn, FLEET_SCHEMA)
     yield engine
     engine.dispose()
 
@@ -129,8 +135,8 @@ def test_down_and_back_are_each_said_once(engine: sa.Engine) -> None:
 
 def test_a_command_is_claimed_once_answered_and_a_late_one_expires(engine: sa.Engine) -> None:
     with engine.begin() as conn:
-        first = commands.submit(conn, "b", "tail", {"name": "api", "lines": 5})
-        second = commands.submit(conn, "b", "restart", {"name": "api"})
+        first, _ = commands.submit(conn, "b", "tail", {"name": "api", "lines": 5})
+        second, _ = commands.submit(conn, "b", "restart", {"name": "api"})
         commands.submit(conn, "c", "restart", {"name": "web"})
     # Two claimers at once: SKIP LOCKED gives each row to one of them.
     with engine.begin() as one, engine.begin() as two:
@@ -146,7 +152,7 @@ def test_a_command_is_claimed_once_answered_and_a_late_one_expires(engine: sa.En
         assert commands.answer("tail", *commands.outcome(conn, first), "b") == ["a line"]
         with pytest.raises(SupervisorError, match="api is paused"):
             commands.answer("restart", *commands.outcome(conn, second), "b")
-        late = commands.submit(conn, "c", "stop", {"name": "web"})
+        late, _ = commands.submit(conn, "c", "stop", {"name": "web"})
         conn.execute(
             sa.update(tables.commands).values(
                 created_at=sa.func.now() - sa.text("interval '2 minutes'")
@@ -160,7 +166,7 @@ def test_a_command_is_claimed_once_answered_and_a_late_one_expires(engine: sa.En
 
 def test_a_restarted_node_fails_what_its_previous_run_left_running(engine: sa.Engine) -> None:
     with engine.begin() as conn:
-        command = commands.submit(conn, "b", "restart", {"name": "api"})
+        command, _ = commands.submit(conn, "b", "restart", {"name": "api"})
         commands.claim(conn, "b")
     with engine.begin() as conn:
         assert commands.abandon_running(conn, "b") == 1
@@ -234,3 +240,74 @@ def test_a_node_back_before_the_poller_looked_is_still_reported_down(engine: sa.
         [change] = registry.down_changes(conn, timeout=0.3)
         assert registry.down_changes(conn, timeout=0.3) == []
     assert (change.node, change.down, change.said) == ("a", False, False)
+
+
+def test_a_command_asked_again_by_its_request_is_the_same_command(engine: sa.Engine) -> None:
+    """A request handled again after a failover finds the command its first handling gave."""
+    with engine.begin() as conn:
+        first, new = commands.submit(conn, "b", "restart", {"name": "api"}, request="7:1")
+        assert new
+        assert commands.submit(conn, "b", "restart", {"name": "api"}, request="7:1") == (
+            first,
+            False,
+        )
+        # Asked something else this time (the handler took another turn): not that row.
+        other, new = commands.submit(conn, "b", "stop", {"name": "api"}, request="7:1")
+        assert new
+        assert other != first
+        # Recorded as run by the asker itself: never in the queue for claiming.
+        mine, _ = commands.submit(
+            conn, "a", "pause", {"name": "web"}, request="8:1", state=commands.RUNNING
+        )
+        assert commands.claim(conn, "a") == []
+        assert commands.outcome(conn, mine) == (commands.RUNNING, None)
+    with engine.begin() as conn:
+        assert [c.id for c in commands.claim(conn, "b")] == [first, other]
+
+
+def first_release_fleet_tables(engine: sa.Engine) -> None:
+    """The fleet's tables as their first release made them: no version row, no request keys."""
+    tables.metadata.create_all(engine)  # today's, less what version 2 added
+    with engine.begin() as conn:
+        for table, column in [
+            ("fleet_updates", "instance"),
+            ("fleet_updates", "payload"),
+            ("fleet_updates", "finished_at"),
+            ("fleet_commands", "request"),  # its unique index goes with it
+        ]:
+            conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+        conn.execute(sa.text("INSERT INTO fleet_updates VALUES (41, 'a', now())"))
+
+
+def test_fleet_tables_of_the_first_release_are_upgraded_in_place(postgres_url: str) -> None:
+    ControlDB(postgres_url).close()
+    engine = sa.create_engine(postgres_url)
+    try:
+        first_release_fleet_tables(engine)
+        with engine.begin() as conn:
+            dbschema.settle(conn, FLEET_SCHEMA)
+        with engine.begin() as conn:
+            dbschema.settle(conn, FLEET_SCHEMA)  # at its version now: nothing to do
+            version = conn.execute(
+                sa.text("SELECT value FROM supervisor_meta WHERE key = 'fleet_schema_version'")
+            ).scalar()
+            assert version == str(FLEET_SCHEMA.version)
+            kept = conn.execute(sa.select(tables.updates)).one()
+            assert (kept.update_id, kept.node, kept.payload) == (41, "a", None)
+            commands.submit(conn, "b", "restart", {"name": "api"}, request="9:1")
+            assert commands.submit(conn, "b", "restart", {"name": "api"}, request="9:1")[1] is False
+    finally:
+        engine.dispose()
+
+
+async def test_fleet_tables_from_a_newer_release_refuse_the_node(
+    engine: sa.Engine, postgres_url: str
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE supervisor_meta SET value = '99' WHERE key = 'fleet_schema_version'")
+        )
+    local: Any = SimpleNamespace(names=())
+    node = FleetNode(engine, postgres_url, "a", FleetSettings(), local, can_lead=False)
+    with pytest.raises(FleetRefused, match="fleet tables schema version 99 is newer than this"):
+        await node.join()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from supervisor.bus import EventBus, Subscription
 from supervisor.control import ControlDB
 from supervisor.events import SpendSummary, WorkflowStatus
-from supervisor.fleet import lease
+from supervisor.fleet import lease, requests
 from supervisor.fleet.node import FleetNode
 from supervisor.settings import FleetSettings
 from tests.conditions import wait_until
@@ -111,12 +112,78 @@ async def test_a_second_node_waits_and_takes_over_after_a_clean_stop(
         await second.leave()
 
 
+def request(update_id: int, *, replay: bool = False) -> requests.Request:
+    return requests.Request(update_id, datetime.now(UTC), replay=replay)
+
+
 async def test_an_update_is_taken_once_across_nodes(engine: sa.Engine, postgres_url: str) -> None:
     first, second = make_node(engine, postgres_url, "a"), make_node(engine, postgres_url, "b")
     await first.join()
-    assert await first.first_time(41)
-    assert not await second.first_time(41)
-    assert await second.first_time(42)
+    assert await first.take(request(41), "{}")
+    assert not await second.take(request(41), "{}")
+    assert await second.take(request(42), "{}")
+
+
+class Restartable(Workflows):
+    """A stand-in that counts the restarts it is asked for."""
+
+    def __init__(self, *names: str) -> None:
+        super().__init__(*names)
+        self.restarts: list[str] = []
+
+    async def restart(self, name: str) -> WorkflowStatus:
+        self.restarts.append(name)
+        await asyncio.sleep(0.2)  # long enough to be cut off in the middle of
+        return WorkflowStatus(name=name, state="running", pid=8)
+
+
+async def asked(node: FleetNode, handled: requests.Request, owner: str, name: str) -> Any:
+    """``restart`` of ``name`` on ``owner``, as the chat request ``handled`` asks it."""
+    token = requests.current.set(handled)
+    try:
+        return await node.call(owner, "restart", {"name": name})
+    finally:
+        requests.current.reset(token)
+
+
+async def test_a_request_its_poller_died_handling_is_replayed_and_nothing_runs_twice(
+    engine: sa.Engine, postgres_url: str
+) -> None:
+    """The poller took /restart (of a workflow elsewhere and of its own), then died; a new
+    run replays the update: it gets the answers of what was done, and nothing is redone."""
+    far, near = Restartable("far"), Restartable("near")
+    settings = FleetSettings(failover_seconds=FAILOVER, node_timeout_seconds=30)
+    owner = FleetNode(engine, postgres_url, "b", settings, far, can_lead=False)  # type: ignore[arg-type]
+    poller = FleetNode(engine, postgres_url, "a", settings, near, can_lead=False)  # type: ignore[arg-type]
+    for node in (owner, poller):
+        await node.join()
+        await node.start()
+    try:
+        first = request(7)
+        assert await poller.take(first, '{"update_id": 7}')
+        assert (await asked(poller, first, "b", "far")).pid == 8
+        assert (await asked(poller, first, "a", "near")).pid == 8
+        # ... and died before finishing the update. Its node's next run, the new poller:
+        again = FleetNode(engine, postgres_url, "a", settings, near, can_lead=False)  # type: ignore[arg-type]
+        [(update_id, payload, _)] = await again.replays()
+        assert (update_id, payload) == (7, '{"update_id": 7}')
+        assert await again.replays() == []  # claimed: handled by this run only
+        replayed = request(7, replay=True)
+        assert await again.take(replayed, payload)
+        assert (await asked(again, replayed, "b", "far")).pid == 8
+        assert (await asked(again, replayed, "a", "near")).pid == 8
+        assert (far.restarts, near.restarts) == (["far"], ["near"])
+        await again.finish(7)
+        # A request handled to its end is never replayed; an unkeyed call runs each time.
+        done = request(8)
+        assert await again.take(done, "{}")
+        await again.finish(8)
+        assert await make_node(engine, postgres_url, "c").replays() == []
+        await again.call("b", "restart", {"name": "far"})
+        assert far.restarts == ["far", "far"]
+    finally:
+        for node in (poller, owner):
+            await node.leave()
 
 
 class Spending(Workflows):

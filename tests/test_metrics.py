@@ -25,12 +25,13 @@ from pydantic import ValidationError
 
 from bot.observe.metrics import Metrics, Spend, WorkflowSample
 from bot.settings import BotSettings
+from supervisor import dbschema
 from supervisor.control import ControlDB
 from supervisor.dbengine import make_engine
 from supervisor.events import WorkflowStatus
 from supervisor.fleet import registry
 from supervisor.fleet.registry import Identity
-from supervisor.fleet.tables import metadata
+from supervisor.fleet.tables import FLEET_SCHEMA
 from supervisor.knownsettings import known_names, unknown_setting
 from supervisor.spend import SpendLedger
 from tests.bot_harness import BotRig, bot_running, is_alert, worker_table
@@ -227,7 +228,8 @@ async def test_in_a_fleet_a_node_shows_its_own_workflows_under_its_name(
     """Another node's workflows are that node's to show: only it knows their heartbeats."""
     ControlDB(postgres_url).close()
     engine = sa.create_engine(postgres_url)
-    metadata.create_all(engine)
+    with engine.begin() as conn:
+        dbschema.settle(conn, FLEET_SCHEMA)
     with engine.begin() as conn:
         registry.join(conn, Identity("node-b", "run-1", "host", 1), ["far"], timeout=60)
         registry.publish(conn, "node-b", [(0, WorkflowStatus(name="far", state="running"))])

@@ -14,11 +14,12 @@ import sqlalchemy as sa
 
 from bot.statuspages import PAGE_SIZE, list_page, needs_a_look, overview_page, paged
 from bot.text import TELEGRAM_LIMIT, Message
+from supervisor import dbschema
 from supervisor.control import ControlDB
 from supervisor.events import ProcessState, WorkflowStatus
 from supervisor.fleet import registry
 from supervisor.fleet.registry import Identity, NodeInfo
-from supervisor.fleet.tables import metadata
+from supervisor.fleet.tables import FLEET_SCHEMA
 from tests.bot_harness import ALERT_CHAT, COMMAND_CHAT, USER, bot_running, worker_table
 from tests.conditions import wait_until
 from tests.fakes.botapi import SentMessage
@@ -102,7 +103,8 @@ async def test_the_buttons_turn_one_message_into_pages_and_back(
 ) -> None:
     ControlDB(postgres_url).close()
     engine = sa.create_engine(postgres_url)
-    metadata.create_all(engine)
+    with engine.begin() as conn:
+        dbschema.settle(conn, FLEET_SCHEMA)
     other = Identity("node-big", "run-1", "host", 1)
     names = [f"job-{index:02d}" for index in range(45)]
     with engine.begin() as conn:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter
+from sqlalchemy.dialects.postgresql import insert
 
 from supervisor.api import SupervisorError
 from supervisor.diagnosis.types import EvidencePack, Verdict
@@ -50,6 +51,9 @@ class Verb:
     encode: Callable[[Any], Any]
     decode: Callable[[Any], Any]
     wait_seconds: float = 60.0  # how long the asking node waits for the answer
+    # It changes something: asked within a chat request, it is keyed (``requests``) and
+    # recorded even when it runs on the asking node, so a replay never runs it twice.
+    mutates: bool = False
 
 
 def _adapted(kind: Any) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
@@ -61,7 +65,7 @@ def _lifecycle(verb: str) -> Verb:
     async def run(api: SupervisorAPI, args: dict[str, Any]) -> Any:
         return await getattr(api, verb)(args["name"])
 
-    return Verb(run, *_adapted(WorkflowStatus))
+    return Verb(run, *_adapted(WorkflowStatus), mutates=True)
 
 
 def _budget(verb: str) -> Verb:
@@ -70,7 +74,7 @@ def _budget(verb: str) -> Verb:
     async def run(api: SupervisorAPI, args: dict[str, Any]) -> Any:
         return await getattr(api, verb)(args["name"], args["approver"])
 
-    return Verb(run, *_adapted(WorkflowStatus))
+    return Verb(run, *_adapted(WorkflowStatus), mutates=True)
 
 
 async def _status(api: SupervisorAPI, args: dict[str, Any]) -> Any:
@@ -124,10 +128,14 @@ VERBS: dict[str, Verb] = {
     "evidence": Verb(_evidence, *_adapted(EvidencePack)),
     "recent_events": Verb(_recent, *_adapted(list[EventRecord])),
     # Heal runs where the workflow runs (its worktree, its smoke run): a fix takes minutes.
-    "fix": Verb(_fix, *_adapted(Proposal), wait_seconds=900.0),
-    "heal_apply": Verb(_decision("heal_apply"), *_adapted(Proposal), wait_seconds=180.0),
-    "heal_reject": Verb(_decision("heal_reject"), *_adapted(Proposal)),
-    "heal_rollback": Verb(_decision("heal_rollback"), *_adapted(str), wait_seconds=180.0),
+    "fix": Verb(_fix, *_adapted(Proposal), wait_seconds=900.0, mutates=True),
+    "heal_apply": Verb(
+        _decision("heal_apply"), *_adapted(Proposal), wait_seconds=180.0, mutates=True
+    ),
+    "heal_reject": Verb(_decision("heal_reject"), *_adapted(Proposal), mutates=True),
+    "heal_rollback": Verb(
+        _decision("heal_rollback"), *_adapted(str), wait_seconds=180.0, mutates=True
+    ),
     "heal_patch": Verb(
         _patch,
         lambda patch: [patch[0], base64.b64encode(patch[1]).decode()],
@@ -148,23 +156,43 @@ def notify(conn: sa.Connection, payload: str) -> None:
     conn.execute(sa.select(sa.func.pg_notify(CHANNEL, payload)))
 
 
-def submit(conn: sa.Connection, node: str, verb: str, args: dict[str, Any]) -> int:
-    """Queue ``verb`` for ``node`` and wake it; the row's id, to wait on."""
+def submit(
+    conn: sa.Connection,
+    node: str,
+    verb: str,
+    args: dict[str, Any],
+    *,
+    request: str | None = None,
+    state: str = QUEUED,
+) -> tuple[int, bool]:
+    """Queue ``verb`` for ``node`` and wake it (``state`` RUNNING: record it as run by the
+    asking node itself); the row's id, to wait on, and whether it is new.
+
+    A ``request`` key already given (the request is handled again after a failover)
+    is that row, unless the handler asked something else this time.
+    """
     if verb not in VERBS:
         raise ValueError(f"not a fleet verb: {verb}")
-    command_id = conn.execute(
-        sa.insert(commands)
-        .values(
-            node=node,
-            verb=verb,
-            args=json.dumps(args),
-            state=QUEUED,
-            created_at=sa.func.now(),
-        )
+    row = {"node": node, "verb": verb, "args": json.dumps(args), "state": state}
+    inserted = conn.execute(
+        insert(commands)
+        .values(**row, request=request, created_at=sa.func.now())
+        .on_conflict_do_nothing(index_elements=[commands.c.request])
         .returning(commands.c.id)
-    ).scalar_one()
-    notify(conn, f"cmd:{node}")
-    return int(command_id)
+    ).scalar()
+    if inserted is None:
+        known = conn.execute(
+            sa.select(commands.c.id, commands.c.node, commands.c.verb).where(
+                commands.c.request == request
+            )
+        ).one()
+        if (known.node, known.verb) == (node, verb):
+            return int(known.id), False
+        log.warning("fleet: request %s asks %s, not %s: a new command", request, verb, known.verb)
+        return submit(conn, node, verb, args, state=state)
+    if state == QUEUED:
+        notify(conn, f"cmd:{node}")
+    return int(inserted), True
 
 
 def claim(conn: sa.Connection, node: str) -> list[Claimed]:

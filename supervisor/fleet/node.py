@@ -22,26 +22,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from datetime import UTC, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
+from supervisor import dbschema
 from supervisor.api import SupervisorAPI, SupervisorError
 from supervisor.cancelling import cancel
-from supervisor.dbengine import create_tables
 from supervisor.events import SpendSummary
-from supervisor.fleet import commands, lease, registry
+from supervisor.fleet import commands, lease, registry, requests
 from supervisor.fleet.listener import Listener
 from supervisor.fleet.registry import Identity, NodeChange, NodeInfo, Published
-from supervisor.fleet.tables import metadata, updates
+from supervisor.fleet.tables import FLEET_SCHEMA, updates
 from supervisor.settings import FleetSettings
 
 log = logging.getLogger("supervisor.fleet")
@@ -51,6 +52,9 @@ COMMAND_POLL_SECONDS = 1.0  # the fallback when a notification is missed
 SPEND_PUBLISH_SECONDS = 5.0  # how stale another node's spend may be in /cost and /status
 PUBLISH_DEBOUNCE_SECONDS = 0.2
 KEEP_SECONDS = 86400.0  # answered commands and handled update ids
+# A new poller handles again an update its predecessor took this recently and never
+# finished; an older one is left (its reply would come too late to mean anything).
+REPLAY_SECONDS = 120.0
 
 
 class FleetNode:
@@ -103,7 +107,10 @@ class FleetNode:
     async def join(self) -> None:
         """Register and claim this node's workflow names, or raise ``FleetRefused``."""
         names = list(self._supervisor.names)
-        await self._db(create_tables, metadata)
+        try:
+            await self._db(dbschema.settle, FLEET_SCHEMA)
+        except dbschema.SchemaTooNew as exc:
+            raise registry.FleetRefused(str(exc)) from exc
         taken = await self._db(self._join, names)
         self.owners = await self._db(registry.owners)
         for name in taken:
@@ -161,13 +168,29 @@ class FleetNode:
         return await self._db(registry.owner, workflow)
 
     async def call(self, node: str, verb: str, args: dict[str, Any]) -> Any:
-        """Run ``verb`` on ``node`` and return its answer; ``SupervisorError`` if it cannot."""
-        infos, _ = await self.view()
-        info = next((i for i in infos if i.node == node), None)
-        if info is None or not info.alive:
-            since = "" if info is None else f" since {_clock(info, self.timezone)}"
-            raise SupervisorError(f"node {node} is {_off(info)}{since}")
-        command_id = await self._db(commands.submit, node, verb, args)
+        """Run ``verb`` on ``node`` (this one too) and return its answer; ``SupervisorError``
+        if it cannot. One that changes something, asked within a chat request, is keyed
+        and recorded (``supervisor.fleet.requests``): asked again, it is waited on."""
+        key = requests.next_key() if commands.VERBS[verb].mutates else None
+        here = node == self.name
+        if here and key is None:
+            return await commands.VERBS[verb].run(self._supervisor, args)
+        if not here:
+            infos, _ = await self.view()
+            info = next((i for i in infos if i.node == node), None)
+            if info is None or not info.alive:
+                since = "" if info is None else f" since {_clock(info, self.timezone)}"
+                raise SupervisorError(f"node {node} is {_off(info)}{since}")
+        state = commands.RUNNING if here else commands.QUEUED
+        submit = functools.partial(commands.submit, request=key, state=state)
+        command_id, new = await self._db(submit, node, verb, args)
+        if here and new:
+            state, result = await self._run_command(commands.Claimed(command_id, verb, args))
+            return commands.answer(verb, state, result, node)
+        return await self._outcome(command_id, verb, node)
+
+    async def _outcome(self, command_id: int, verb: str, node: str) -> Any:
+        """Wait for a command's answer (woken by its ``done`` notification)."""
         done = self._answers.setdefault(command_id, asyncio.Event())
         wait = commands.VERBS[verb].wait_seconds
         deadline = time.monotonic() + wait
@@ -185,18 +208,63 @@ class FleetNode:
         finally:
             self._answers.pop(command_id, None)
 
-    async def first_time(self, update_id: int) -> bool:
-        """Whether this Telegram update is new to the fleet (and now taken by this node)."""
-        return await self._db(self._take_update, update_id)
+    # -- the chat's requests, across failovers -----------------------------------------------
 
-    def _take_update(self, conn: sa.Connection, update_id: int) -> bool:
+    async def take(self, request: requests.Request, payload: str) -> bool:
+        """Whether this update is this node's to handle: new to the fleet (now taken, and
+        kept until ``finish``), or one this node replays; False: another node took it."""
+        if request.replay:
+            request.taken = True
+            return True
+        request.taken = await self._db(self._take_update, request.update_id, payload)
+        return request.taken
+
+    def _take_update(self, conn: sa.Connection, update_id: int, payload: str) -> bool:
         taken = conn.execute(
             insert(updates)
-            .values(update_id=update_id, node=self.name, handled_at=sa.func.now())
+            .values(
+                update_id=update_id,
+                node=self.name,
+                instance=self.me.instance,
+                payload=payload,
+                handled_at=sa.func.now(),
+            )
             .on_conflict_do_nothing(index_elements=[updates.c.update_id])
             .returning(updates.c.update_id)
         ).first()
         return taken is not None
+
+    async def finish(self, update_id: int) -> None:
+        """The update was handled and its answer is in the outbox: nothing to replay."""
+        await self._db(self._finish_update, update_id)
+
+    @staticmethod
+    def _finish_update(conn: sa.Connection, update_id: int) -> None:
+        conn.execute(
+            sa.update(updates)
+            .where(updates.c.update_id == update_id)
+            .values(finished_at=sa.func.now(), payload=None)
+        )
+
+    async def replays(self) -> list[tuple[int, str, datetime]]:
+        """The updates another run took in the last ``REPLAY_SECONDS`` and never finished,
+        now this run's: id, the update as JSON, when it was first taken."""
+        return await self._db(self._claim_unfinished)
+
+    def _claim_unfinished(self, conn: sa.Connection) -> list[tuple[int, str, datetime]]:
+        recent = sa.func.now() - timedelta(seconds=REPLAY_SECONDS)
+        rows = conn.execute(
+            sa.update(updates)
+            .where(
+                updates.c.finished_at.is_(None),
+                updates.c.payload.is_not(None),
+                updates.c.handled_at > recent,
+                sa.or_(updates.c.instance.is_(None), updates.c.instance != self.me.instance),
+            )
+            .values(node=self.name, instance=self.me.instance)
+            .returning(updates.c.update_id, updates.c.payload, updates.c.handled_at)
+        ).all()
+        return sorted((int(row[0]), str(row[1]), row[2]) for row in rows)
 
     # -- the loops -------------------------------------------------------------------------
 
@@ -259,7 +327,7 @@ class FleetNode:
             self.following.set()
 
     async def _serve_commands(self) -> None:
-        running: set[asyncio.Task[None]] = set()
+        running: set[asyncio.Task[tuple[str, str]]] = set()
         while True:
             self._commands_due.clear()
             try:
@@ -272,15 +340,17 @@ class FleetNode:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._commands_due.wait(), COMMAND_POLL_SECONDS)
 
-    async def _run_command(self, claimed: commands.Claimed) -> None:
+    async def _run_command(self, claimed: commands.Claimed) -> tuple[str, str]:
+        """Run it here and store its answer (tried three times): its state and answer."""
         state, result = await commands.execute(self._supervisor, claimed)
         for attempt in range(3):
             try:
                 await self._db(commands.finish, claimed.id, state, result)
-                return
+                break
             except sa.exc.SQLAlchemyError as exc:
                 log.warning("fleet: cannot store command %d's answer: %s", claimed.id, exc)
                 await asyncio.sleep(1.0 + attempt)
+        return state, result
 
     async def _publisher(self) -> None:
         events = self._supervisor.events()

@@ -2,7 +2,9 @@
 
 ``status()`` of everything reads what each node published (no round trip
 per node); every other call about a workflow on another node is a command
-its node runs (``supervisor.fleet.commands``). Heal runs on the workflow's
+its node runs (``supervisor.fleet.commands``), and one that changes
+something, asked in a chat request, is recorded even for a local workflow
+(``supervisor.fleet.requests``). Heal runs on the workflow's
 node too (``/fix``, and its buttons by the proposal's workflow). The agent
 bridge works in a workflow's directory with the person who asked, so it is
 refused for a workflow that runs elsewhere, with a line saying where.
@@ -72,9 +74,8 @@ class FleetSupervisor:
         return owner
 
     async def _ask(self, name: str, verb: str, **args: Any) -> Any:
-        owner = await self._where(name)
-        if owner is None:
-            return await getattr(self.local, verb)(name, **args)
+        """Through the node even when local: a change asked in a chat request is recorded."""
+        owner = await self._where(name) or self.node.name
         return await self.node.call(owner, verb, {"name": name, **args})
 
     async def _here(self, name: str, what: str) -> None:
@@ -151,9 +152,9 @@ class FleetSupervisor:
     async def _decide(self, verb: str, proposal: str, **args: Any) -> Any:
         """A heal button goes to the node of the proposal's workflow (proposals are shared)."""
         stored = await asyncio.to_thread(self._proposals().get, proposal)
-        owner = None if stored is None else await self._where(stored.workflow)
-        if stored is None or owner is None:
+        if stored is None:  # the local supervisor says what is wrong with it
             return await getattr(self.local, verb)(proposal, *args.values())
+        owner = await self._where(stored.workflow) or self.node.name
         return await self.node.call(
             owner, verb, {"name": stored.workflow, "proposal": proposal, **args}
         )

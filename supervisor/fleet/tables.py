@@ -1,7 +1,7 @@
 """The fleet's tables in the shared control DB, created at a node's first start.
 
-New tables only (nothing in the single-node schema changes), so they are made
-with ``create_all`` beside the versioned schema of ``supervisor.control``.
+A versioned set of their own (``FLEET_SCHEMA``, ``supervisor.dbschema``)
+beside the control DB's: nothing in the single-node schema changes.
 Times are the database's own clock (``now()``), never a node's: nodes'
 clocks may disagree, and every comparison of a lease or a heartbeat is made
 by the server that stamped it.
@@ -9,7 +9,12 @@ by the server that stamped it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
+from alembic.operations import Operations
+
+from supervisor.dbschema import Schema
 
 metadata = sa.MetaData()
 
@@ -53,6 +58,27 @@ lease = sa.Table(
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+
+def _request_v2() -> sa.Column[Any]:
+    """Added in version 2 to commands: the key of the chat request that asked
+    (``supervisor.fleet.requests``), unique, so a request handled again after a failover
+    finds its command instead of doubling it."""
+    return sa.Column("request", sa.String(64))
+
+
+REQUEST_INDEX = "fleet_commands_request"
+
+
+def _updates_v2() -> list[sa.Column[Any]]:
+    """Added in version 2: which run of the node took the update, the update itself until
+    it is finished (what a new poller replays), and when it was."""
+    return [
+        sa.Column("instance", sa.String(64)),
+        sa.Column("payload", sa.Text),
+        sa.Column("finished_at", sa.DateTime(timezone=True)),
+    ]
+
+
 # Commands for the node that runs the workflow, claimed with FOR UPDATE SKIP LOCKED.
 commands = sa.Table(
     "fleet_commands",
@@ -66,15 +92,31 @@ commands = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
     sa.Index("fleet_commands_queued", "node", "state"),
+    _request_v2(),
+    sa.Index(REQUEST_INDEX, "request", unique=True),
 )
 
-# Telegram updates already handled: a new poller may be served one its predecessor took.
+# Telegram updates taken: a new poller may be served one its predecessor took (skipped),
+# and replays one its predecessor died handling (``payload`` until ``finished_at``).
 updates = sa.Table(
     "fleet_updates",
     metadata,
     sa.Column("update_id", sa.BigInteger, primary_key=True),
     sa.Column("node", sa.String(64), nullable=False),
-    sa.Column("handled_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("handled_at", sa.DateTime(timezone=True), nullable=False),  # taken at
+    *_updates_v2(),
+)
+
+
+def _to_v2(op: Operations) -> None:
+    for column in _updates_v2():
+        op.add_column(updates.name, column)
+    op.add_column(commands.name, _request_v2())
+    op.create_index(REQUEST_INDEX, commands.name, ["request"], unique=True)
+
+
+FLEET_SCHEMA = Schema(
+    "fleet tables", "fleet_schema_version", 2, metadata, {1: _to_v2}, unstamped="fleet_nodes"
 )
 
 # NOTIFY payloads: "cmd:<node>" (work for it), "done:<id>" (answered), "joined:<node>"
