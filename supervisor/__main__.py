@@ -8,12 +8,14 @@ import json
 import logging
 import signal
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
 from supervisor.agentsettings import AgentSettings
+from supervisor.beats import beat_file, last_beat, later
 from supervisor.config import ResolvedWorkflow
 from supervisor.control import ControlDB, ControlDBError, Memory
 from supervisor.core import Supervisor
@@ -142,6 +144,8 @@ def _offline_statuses(
     statuses = []
     for workflow in workflows:
         snapshot = read_state(workflow.db)
+        beat = later(snapshot.heartbeat, last_beat(beat_file(settings.run_dir, workflow.name)))
+        snapshot = replace(snapshot, heartbeat=beat)
         record = pids.get(workflow.name)
         alive = record is not None and group_alive(record.pgid)
         memory = remembered.get(workflow.name)

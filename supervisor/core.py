@@ -25,6 +25,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from supervisor.agent.types import Workspace
 from supervisor.agentsettings import AgentSettings
 from supervisor.api import SupervisorError, UnknownWorkflow
+from supervisor.beats import beat_file
 from supervisor.budgets import Budgets, Hands, paused_by_budget
 from supervisor.bus import EventBus, Subscription
 from supervisor.config import ResolvedWorkflow
@@ -237,6 +238,7 @@ class Supervisor:
             ),
             memory=memory or Memory(),
             reader=StateReader(workflow.db),
+            beat_file=beat_file(self.settings.run_dir, workflow.name),
         )
         self._health.refresh(runtime)
         if memory is None:
@@ -488,7 +490,7 @@ class Supervisor:
         self._to(runtime, "starting", why)
         runtime.log.mark(STARTING + " ".join(runtime.workflow.argv))
         runtime.started_at = utcnow()
-        runtime.first_heartbeat = None
+        runtime.first_heartbeat = runtime.file_beat = None
         try:
             process = await WorkflowProcess.spawn(
                 runtime.workflow, runtime.log, self.settings.run_dir
@@ -499,6 +501,7 @@ class Supervisor:
             self._after_exit(runtime, "crash", os_error=f"{type(exc).__name__}: {exc}")
             return None
         runtime.process = process
+        self._health.poke()  # its first beat may be a touch of its file: looked for often
         runtime.exit_task = asyncio.create_task(self._await_exit(runtime, process))
         self._publish(Started(workflow=runtime.name, time=utcnow(), pid=process.pid))
         return process

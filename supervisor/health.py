@@ -5,9 +5,12 @@ says which, within milliseconds of the write), always off the event loop,
 turns what it sees into events, and hands a hang back to the supervisor, which
 owns the processes. Polling remains the fallback: every ``error_poll_seconds``
 for a workflow the watch does not cover (no inotify, a directory not there yet)
-or whose last read failed, and every ``check_interval_seconds`` for all of them
+or whose last read failed, and once a minute for all of them at a hang check
 (only a ``stat`` each when nothing changed), so that a change the watch missed
-is read by the next hang check at the latest.
+is read within a minute at the latest. A heartbeat may also be a touch
+of the workflow's beat file (``supervisor.beats``), which nothing reports: it
+is looked at by the hang check, by ``/status``, and every ``error_poll_seconds``
+while a start waits for its first beat.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ FINAL_READ_PAUSE_SECONDS = 0.05
 # hang check takes the held reads first); errors, status changes, a first heartbeat
 # are handed over at once.
 HEARTBEAT_HANDOFF_SECONDS = 1.0
+# The hang check reads every table this often (a ``stat`` each when unchanged), in case
+# the watch missed a change; in between, only those it does not cover.
+FULL_READ_SECONDS = 60.0
 # A table whose writer never pauses for CLOCK_TICK_NS is read anyway this long after
 # its first change (and again once it settles).
 SETTLE_LIMIT_NS = 2 * CLOCK_TICK_NS
@@ -82,6 +88,8 @@ class HealthMonitor:
         self._watched: dict[str, Runtime] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._poked = asyncio.Event()
+        self._full_read_at = 0.0  # monotonic: when the hang check next reads every table
         # The number of the read last taken of each workflow (``StateSnapshot.number``):
         # one with a smaller number saw the database earlier, and is dropped (``_take``).
         self._taken: dict[str, int] = {}
@@ -120,24 +128,40 @@ class HealthMonitor:
 
     async def _poll(self) -> None:
         """Start the watch, read what changed before it began, then every
-        ``error_poll_seconds`` poll the workflows it does not cover."""
+        ``error_poll_seconds`` poll the workflows it does not cover and look at the beat
+        files of those starting. With none such it sleeps until ``poke``d (a start, a
+        failed read), or for ``check_interval_seconds`` (a watch lost meanwhile is seen
+        then)."""
         watch = self._watch = StateWatch(self._read_changed)
         self._watched = dict(self._runtimes)
         paths = {name: rt.reader.path for name, rt in self._watched.items()}
         if await asyncio.to_thread(watch.start):
             await asyncio.to_thread(watch.track, paths)
         await self.read_all()  # a write between the start-up reads and the watch
+        busy = True
         while not self._closed:
-            await asyncio.sleep(self._settings.error_poll_seconds)
+            settings = self._settings
+            idle = settings.check_interval_seconds if not busy else settings.error_poll_seconds
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), idle)
+            self._poked.clear()
             watched = self._covered()
-            due = [
-                rt
-                for name, rt in self._runtimes.items()
-                # Not watched, or its last read failed (a lock held): no change may follow.
-                if rt.unreadable_since is not None or name not in watched
-            ]
+            due = []
+            busy = False
+            for name, runtime in self._runtimes.items():
+                if runtime.state == "starting":
+                    busy = True
+                    if runtime.look_at_beat():
+                        self.observe(runtime)  # its first beat may be a touch of its file
+                if _polled(name, runtime, watched):
+                    due.append(runtime)
             if due:
+                busy = True
                 await self._read(due)
+
+    def poke(self) -> None:
+        """Poll at ``error_poll_seconds`` again: a workflow is starting, or a read failed."""
+        self._poked.set()
 
     def _covered(self) -> frozenset[str]:
         """The workflows whose writes the watch sees now."""
@@ -258,6 +282,7 @@ class HealthMonitor:
             runtime.snapshot = _with_problem(runtime.snapshot, problem)
             if runtime.unreadable_since is None:
                 runtime.unreadable_since = utcnow()
+                self.poke()
             return False
         if snapshot.heartbeat is None and runtime.snapshot.heartbeat is not None:
             # A malformed heartbeat proves no life, but does not erase the last valid one.
@@ -292,6 +317,8 @@ class HealthMonitor:
         if retrack and watch is not None and watch.alive:
             self._watched = dict(self._runtimes)
             paths = {name: rt.reader.path for name, rt in self._watched.items()}
+        # The hang check: a database left alone a while is closed, read or not.
+        idle = [rt.reader for rt in self._runtimes.values()] if retrack else []
         watched = self._covered()
         latest = self._latest
         # A watched table unchanged since the watch's newest read of it is not read again
@@ -315,6 +342,8 @@ class HealthMonitor:
             if retrack:  # the hang check: the heartbeats the watch holds back count
                 with self._held_lock:
                     held = self._release_held()
+            for reader in idle:
+                reader.close_if_idle()
             return held, [
                 reader.read_if_changed(seen, after, watched=watched)
                 for reader, seen, after, watched in known
@@ -375,9 +404,11 @@ class HealthMonitor:
             )
             self._publish(changed, runtime)
         self._on_usage(runtime)
-        if runtime.state == "starting" and runtime.process and runtime.fresh_heartbeat():
-            runtime.first_heartbeat = snapshot.heartbeat
-            self._transition(runtime, "running", "first heartbeat")
+        if runtime.state == "starting" and runtime.process:
+            runtime.look_at_beat()
+            if runtime.fresh_heartbeat():
+                runtime.first_heartbeat = runtime.heartbeat
+                self._transition(runtime, "running", "first heartbeat")
         self._maybe_recovered(runtime, now)
 
     def _maybe_recovered(self, runtime: Runtime, now: datetime) -> None:
@@ -415,8 +446,18 @@ class HealthMonitor:
         self._publish(recovered, runtime)
 
     async def check(self) -> None:
-        """Every ``check_interval_seconds``: hangs; attempts reset after a healthy stretch."""
-        await self.read_all()
+        """Every ``check_interval_seconds``: hangs; attempts reset after a healthy stretch.
+
+        Every table is read first (a ``stat`` when unchanged) once a ``FULL_READ_SECONDS``,
+        in case the watch missed a change; in between, those it does not cover.
+        """
+        if time.monotonic() >= self._full_read_at:
+            self._full_read_at = time.monotonic() + FULL_READ_SECONDS
+            await self.read_all()
+        else:
+            watched = self._covered()
+            polled = [rt for name, rt in self._runtimes.items() if _polled(name, rt, watched)]
+            await self._read(polled, retrack=True)
         if self._closed:
             return
         for runtime in self._runtimes.values():
@@ -427,7 +468,7 @@ class HealthMonitor:
                 self._maybe_recovered(runtime, now)
                 if runtime.unreadable_since is not None:
                     self._report_unreadable(runtime, now)
-                elif runtime.silence(now) > runtime.workflow.hang_threshold_seconds:
+                elif self._silent(runtime, now):
                     self._on_hang(runtime, runtime.process)
                 elif (
                     runtime.healthy_since
@@ -442,6 +483,15 @@ class HealthMonitor:
                     self._remember(runtime)
             except Exception:
                 log.exception("check of %s failed", runtime.name)
+
+    @staticmethod
+    def _silent(runtime: Runtime, now: datetime) -> bool:
+        """Silent past its hang threshold, its beat file looked at only when the last beat
+        known is that old (a ``stat`` per threshold, not per check)."""
+        threshold = runtime.workflow.hang_threshold_seconds
+        if runtime.silence(now) <= threshold:
+            return False
+        return not runtime.look_at_beat() or runtime.silence(now) > threshold
 
     def _report_unreadable(self, runtime: Runtime, now: datetime) -> None:
         """Once a state DB has stayed unreadable for a check interval, say so, once."""
@@ -460,6 +510,11 @@ def _rewritten(snapshot: StateSnapshot, remembered: Memory) -> bool:
         return True
     known = remembered.last_error_version
     return known is not None and snapshot.last_error_version != known
+
+
+def _polled(name: str, runtime: Runtime, watched: frozenset[str]) -> bool:
+    """Not watched, or its last read failed (a lock held): no change notice may come."""
+    return runtime.unreadable_since is not None or name not in watched
 
 
 def _only_heartbeat(runtime: Runtime, read: StateRead) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import shutil
 import signal
@@ -24,10 +25,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from supervisor.beats import beat_file, prepare
 from supervisor.config import ResolvedWorkflow
 from supervisor.faults import crash_point
 from supervisor.logs import LogWriter, pump
 from supervisor.pidfiles import end_group, group_alive, write_pidfile
+from workflows.contract import HEARTBEAT_FILE_ENV
+
+log = logging.getLogger("supervisor")
 
 # The shell's stdin is the go-ahead pipe; $0 is a label and "$@" the workflow's argv.
 GO_AHEAD_SCRIPT = 'read -r go && exec "$@" < /dev/null'
@@ -57,6 +62,18 @@ class Exit:
 
 class UnrecordedStart(OSError):
     """The pid file could not be written, so the workflow was not let run."""
+
+
+def _beat_env(workflow: ResolvedWorkflow, run_dir: Path) -> dict[str, str]:
+    """The beat file named to the workflow (made at its first beat); none if its directory
+    cannot be made: the workflow then heartbeats in its state table, as without one."""
+    beat = beat_file(run_dir, workflow.name)
+    try:
+        prepare(beat)
+    except OSError as exc:
+        log.warning("%s: no heartbeat file (%s); it beats in its state table", workflow.name, exc)
+        return {}
+    return {HEARTBEAT_FILE_ENV: str(beat)}
 
 
 def _check_command(argv: tuple[str, ...] | list[str], cwd: Path, env: Mapping[str, str]) -> None:
@@ -116,7 +133,12 @@ class WorkflowProcess:
         does ``UnrecordedStart`` when the pid file cannot be written; in
         either case no process is left running.
         """
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **workflow.env}
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            **workflow.env,
+            **_beat_env(workflow, run_dir),
+        }
         _check_command(workflow.argv, workflow.cwd, env)
         loop = asyncio.get_running_loop()
         protocol = _ExitProtocol(loop)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
+from supervisor.beats import last_beat, later
 from supervisor.config import ResolvedWorkflow
 from supervisor.control import Incident, Memory
 from supervisor.events import ProcessState, WorkflowStatus
@@ -46,6 +48,9 @@ class Runtime:
     reads: int = 0  # reads taken so far: a slower read begun before the last one is stale
     unreadable_since: datetime | None = None  # the state DB could not be read since then
     unreadable_reported: bool = False
+    # The file whose touch is a heartbeat (``supervisor.beats``), and its last touch seen.
+    beat_file: Path | None = None
+    file_beat: datetime | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -61,22 +66,34 @@ class Runtime:
     def incident(self, value: Incident | None) -> None:
         self.memory.incident = value
 
+    @property
+    def heartbeat(self) -> datetime | None:
+        """The last heartbeat known: the state table's or the beat file's, the later."""
+        return later(self.snapshot.heartbeat, self.file_beat)
+
+    def look_at_beat(self) -> bool:
+        """Read the beat file's time (a ``stat``); True when it shows a newer heartbeat."""
+        if self.beat_file is None:
+            return False
+        touched = last_beat(self.beat_file)
+        newer = touched is not None and (self.file_beat is None or touched > self.file_beat)
+        if newer:
+            self.file_beat = touched
+        return newer
+
     def fresh_heartbeat(self) -> bool:
         """A heartbeat written by the current process (not left over from an earlier one)."""
-        beat = self.snapshot.heartbeat
+        beat = self.heartbeat
         return beat is not None and self.started_at is not None and beat >= self.started_at
 
     def heartbeat_age(self, now: datetime) -> float | None:
-        beat = self.snapshot.heartbeat
+        beat = self.heartbeat
         return None if beat is None else max((now - beat).total_seconds(), 0.0)
 
     def silence(self, now: datetime) -> float:
         """Seconds since the later of the last heartbeat and the process start: the hang clock."""
         assert self.started_at is not None
-        last = self.started_at
-        if self.snapshot.heartbeat is not None and self.snapshot.heartbeat > last:
-            last = self.snapshot.heartbeat
-        return (now - last).total_seconds()
+        return (now - (later(self.heartbeat, self.started_at) or self.started_at)).total_seconds()
 
     def cancel_restart(self) -> None:
         if self.restart_task is not None and not self.restart_task.done():
@@ -86,12 +103,14 @@ class Runtime:
 
     def status(self, now: datetime) -> WorkflowStatus:
         snap = self.snapshot
+        if self.process is not None:
+            self.look_at_beat()
         return WorkflowStatus(
             name=self.name,
             state=self.state,
             status=snap.status,
             summary=snap.summary,
-            heartbeat=snap.heartbeat,
+            heartbeat=self.heartbeat,
             heartbeat_age=self.heartbeat_age(now),
             last_error=snap.last_error,
             paused=self.state == "paused",

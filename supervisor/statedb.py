@@ -219,7 +219,7 @@ class StateReader:
             return None, self._read(None, errors_after)
         signature, inode = stat
         if seen is not None and seen.covers(signature, watched=watched):
-            self._close_if_idle()
+            self.close_if_idle()
             return None
         self._changed_at = time.monotonic()
         return Seen(signature, started), self._read(inode, errors_after)
@@ -383,7 +383,8 @@ class StateReader:
             self._inode = inode
         return self._connection
 
-    def _close_if_idle(self) -> None:
+    def close_if_idle(self) -> None:
+        """Close the connection once nothing has changed for ``IDLE_CLOSE_SECONDS``."""
         if self._connection is None or time.monotonic() - self._changed_at < IDLE_CLOSE_SECONDS:
             return
         with self._lock:

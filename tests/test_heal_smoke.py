@@ -49,8 +49,13 @@ def get(key):
     row = db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
     return None if row is None else row[0]
 
-def beat():
-    put(contract.HEARTBEAT_KEY, contract.format_timestamp())
+def beat():  # as the workflow library does: the file the supervisor names, if it names one
+    named = os.environ.get(contract.HEARTBEAT_FILE_ENV)
+    if named:
+        open(named, "a").close()
+        os.utime(named)
+    else:
+        put(contract.HEARTBEAT_KEY, contract.format_timestamp())
 """
 
 HEARTBEATS = """
@@ -185,6 +190,19 @@ async def test_a_patched_job_that_heartbeats_and_survives_passes(tmp_path: Path)
     assert result.detail.startswith("heartbeat after ")
     assert ", alive at " in result.detail
     assert rows(tmp_path / "scratch" / DB_FILE)[contract.STATUS_KEY] == "running"
+
+
+async def test_the_live_workflows_heartbeat_file_is_not_the_smoke_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A smoke run beating into the live workflow's file would keep a hung workflow looking
+    alive and leave its own copy without a heartbeat: it is never given that file."""
+    live = tmp_path / "live-beat"
+    monkeypatch.setenv(contract.HEARTBEAT_FILE_ENV, str(live))
+    workflow, worktree = layout(tmp_path, live=CRASHES, patched=HEARTBEATS)
+    result = await smoke(workflow, worktree, tmp_path)
+    assert result.passed, result.detail
+    assert not live.exists()
 
 
 async def test_a_patch_that_still_crashes_fails_with_the_error_line(tmp_path: Path) -> None:

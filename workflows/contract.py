@@ -45,6 +45,13 @@ LAST_ERROR_KEY: Final = "supervisor.last_error"
 PAUSED_KEY: Final = "supervisor.paused"
 CONTRACT_KEYS: Final = (STATUS_KEY, SUMMARY_KEY, HEARTBEAT_KEY, LAST_ERROR_KEY, PAUSED_KEY)
 
+# Optional: a file the supervisor names for each process it starts. Touching it (its
+# mtime) is a heartbeat the supervisor looks at only when it needs to (a hang check,
+# /status, a start waiting for its first beat), where a heartbeat written to the table is
+# a write it must read at once (nothing else tells it from an error). The later of the
+# two counts.
+HEARTBEAT_FILE_ENV: Final = "WORKFLOW_HEARTBEAT_FILE"
+
 # Optional: what the workflow's agents used so far in this run, cumulative (a new run starts
 # again from 0). Integers of tokens and a decimal of USD; the supervisor turns the increases
 # into each day's spend and holds the workflow to its ``budget_usd_per_day``.

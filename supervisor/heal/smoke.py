@@ -39,6 +39,7 @@ from supervisor.config import ResolvedWorkflow
 from supervisor.heal.types import GateResult, Worktree
 from supervisor.pidfiles import end_group, kill_group
 from supervisor.statedb import StateReader
+from workflows.contract import HEARTBEAT_FILE_ENV
 
 NAME = "smoke"
 DB_FILE = "state.db"  # the copy of the state database, in the scratch directory
@@ -108,6 +109,7 @@ async def smoke_run(
         "WORKFLOW_DB": str(db),
         "WORKFLOW_NAME": workflow.name,
     }
+    env.pop(HEARTBEAT_FILE_ENV, None)  # its beats go to its own copy of the table, read here
     reader = StateReader(db)
     try:
         baseline = (await asyncio.to_thread(reader.read)).heartbeat
