@@ -23,8 +23,8 @@ from bot.fleet import node_alert, takeover_alert
 from bot.forwarding import EventForwarder
 from bot.healthcheck import Pinger
 from bot.lifecycle import Lifecycle, downtime_note
-from bot.observe.observer import Observer
 from bot.outbox import Alert, Notifier, Pacing
+from bot.outbox_store import OutboxStore
 from bot.settings import Alerting, default_alerting
 from bot.transport import ChatTarget, ChatTransport, ConsoleTransport
 from supervisor.agent.bridge import AgentBridge
@@ -34,6 +34,7 @@ from supervisor.dbengine import make_engine
 from supervisor.fleet.node import FleetNode
 from supervisor.fleet.registry import NodeChange
 from supervisor.fleet.remote import FleetSupervisor
+from supervisor.observe.observer import Observer
 from supervisor.settings import FleetSettings
 
 log = logging.getLogger("bot")
@@ -89,7 +90,12 @@ class Service:
         self.metrics: Observer | None = None
         if metrics_addr:
             self.metrics = Observer(
-                metrics_addr, supervisor, self.engine, settings.control_db_url, settings.node
+                metrics_addr,
+                supervisor,
+                self.engine,
+                settings.control_db_url,
+                settings.node,
+                pending=OutboxStore(self.engine, 0.0).count_pending,
             )
         self.notifier = Notifier(
             self.engine,

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from bot.localtime import clock_time
-from bot.observe.server import parse_addr
 from supervisor.days import zone
+from supervisor.observe.settings import MetricsSettings
 
 DEFAULT_API_BASE_URL = "https://api.telegram.org/bot"
 IdList = Annotated[list[int], NoDecode]
@@ -32,8 +32,8 @@ def default_alerting() -> Alerting:
     return BotSettings.model_construct().alerting
 
 
-class BotSettings(BaseSettings):
-    """``TELEGRAM_*``, ``HEALTHCHECK_*``, ``ALERT_*`` and ``METRICS_*`` settings.
+class BotSettings(MetricsSettings):
+    """``TELEGRAM_*``, ``HEALTHCHECK_*``, ``ALERT_*`` and ``METRICS_ADDR`` settings.
 
     The token is a secret so it never shows in a repr or log; so is the ping
     URL (it carries the check's UUID), which is why it too is a ``SecretStr``.
@@ -60,8 +60,6 @@ class BotSettings(BaseSettings):
     alert_timezone: str = "UTC"
     alert_digest_at: str = "09:00"
     alert_renotify_hours: float = Field(default=4.0, ge=0)
-    # HOST:PORT of /metrics, /healthz and /readyz (bot.observe); unset: off. Port 0: any free one.
-    metrics_addr: str | None = None
 
     @field_validator("telegram_allowed_chat_ids", "telegram_allowed_user_ids", mode="before")
     @classmethod
@@ -82,14 +80,6 @@ class BotSettings(BaseSettings):
     def _iana_zone(cls, value: str) -> str:
         zone(value)
         return value
-
-    @field_validator("metrics_addr")
-    @classmethod
-    def _host_port(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        parse_addr(value)
-        return value.strip()
 
     @field_validator("alert_digest_at")
     @classmethod

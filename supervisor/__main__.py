@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from supervisor.agentsettings import AgentSettings
@@ -27,9 +28,11 @@ from supervisor.events import LIVE_STATES, STATE_LABELS, ProcessState, WorkflowS
 from supervisor.fdlimit import raise_fd_limit
 from supervisor.fleet.node import FleetNode
 from supervisor.fleet.registry import FleetRefused
+from supervisor.observe.observer import Observer
+from supervisor.observe.settings import MetricsSettings
 from supervisor.pidfiles import group_alive, read_pidfiles
 from supervisor.secrets import Redactor, secret_values
-from supervisor.settings import FleetSettings, SupervisorSettings
+from supervisor.settings import FleetSettings, SupervisorSettings, one_line
 from supervisor.startup import StartupError, load_supervision
 from supervisor.statedb import StateSnapshot, read_state
 
@@ -37,8 +40,12 @@ EXIT_CONFIG = 2
 
 
 async def _run(
-    settings: SupervisorSettings, workflows: list[ResolvedWorkflow], as_json: bool
+    settings: SupervisorSettings,
+    workflows: list[ResolvedWorkflow],
+    as_json: bool,
+    metrics_addr: str | None = None,
 ) -> None:
+    """``metrics_addr``: where ``/metrics``, ``/healthz`` and ``/readyz`` listen (None: off)."""
     supervisor = Supervisor(settings, workflows)
     subscription = supervisor.events()
     stop = asyncio.Event()
@@ -59,13 +66,27 @@ async def _run(
     if node is not None:
         await supervisor.open()
         await node.join()  # FleetRefused: a name clash, before any workflow starts
+    observer, engine = None, None
+    if metrics_addr:  # before the workflows start: every event is counted
+        url = settings.control_db_url
+        engine = make_engine(url)
+        observer = Observer(metrics_addr, supervisor, engine, url, settings.node)
+        await observer.start()
     await supervisor.startup()
+    if observer is not None:
+        observer.ready()
     if node is not None:
         await node.start()
     await stop.wait()
+    if observer is not None:
+        observer.stopping()
     await supervisor.shutdown()
     if node is not None:
         await node.leave()
+    if observer is not None:
+        await observer.stop()
+    if engine is not None:
+        engine.dispose()
     await printing
 
 
@@ -236,9 +257,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "why":
         return asyncio.run(_why(settings, workflows, args.name, as_json=args.json))
+    try:
+        metrics_addr = MetricsSettings().metrics_addr
+    except ValidationError as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_CONFIG
     raise_fd_limit(len(workflows))
     try:
-        asyncio.run(_run(settings, workflows, args.json))
+        asyncio.run(_run(settings, workflows, args.json, metrics_addr))
     except FleetRefused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from bot.observe.observer import Observer
 from supervisor.core import Supervisor
 from supervisor.dbengine import make_engine
+from supervisor.observe.observer import Observer
 from tests.bot_harness import BotRig, bot_running, worker_table
 from tests.supervisor_harness import resolve, settings
 

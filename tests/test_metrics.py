@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -23,7 +26,6 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
-from bot.observe.metrics import Metrics, Spend, WorkflowSample
 from bot.settings import BotSettings
 from supervisor import dbschema
 from supervisor.control import ControlDB
@@ -33,9 +35,10 @@ from supervisor.fleet import registry
 from supervisor.fleet.registry import Identity
 from supervisor.fleet.tables import FLEET_SCHEMA
 from supervisor.knownsettings import known_names, unknown_setting
+from supervisor.observe.metrics import Metrics, Spend, WorkflowSample
 from supervisor.spend import SpendLedger
 from tests.bot_harness import BotRig, bot_running, is_alert, worker_table
-from tests.supervisor_harness import settings
+from tests.supervisor_harness import Headless, settings, table, write_toml
 
 ANY_PORT = "127.0.0.1:0"
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -260,7 +263,8 @@ async def test_a_port_in_use_is_one_error_line_and_the_bot_runs_without_metrics(
                 metrics = rig.bot.service.metrics
                 assert metrics is not None
                 assert metrics.port is None
-    [line] = [r for r in caplog.records if r.name == "bot.observe" and r.levelno >= logging.ERROR]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    [line] = [r for r in errors if r.name == "supervisor.observe"]
     assert line.getMessage().startswith(f"metrics: cannot listen on METRICS_ADDR={addr} (")
     assert "going on without /metrics" in line.getMessage()
     assert line.exc_info is None
@@ -304,3 +308,56 @@ def test_the_dashboard_and_the_alert_rules_ask_only_for_what_the_bot_serves() ->
     assert "expr: >-\n          acp_workflow_up == 0\n" in rules
     assert "        for: 2m\n" in rules
     assert "deriv(acp_alerts_pending[10m]) > 0" in rules
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_headless_node_serves_its_own_metrics_and_health(tmp_path: Path) -> None:
+    """``python -m supervisor run`` with METRICS_ADDR: its workflows on /metrics, /readyz 200;
+    no outbox there, so no ``acp_alerts_pending``."""
+    port = free_port()
+    conf = settings(tmp_path)
+    config = write_toml(tmp_path / "supervisor.toml", [table(tmp_path, "solo", db="solo.db")])
+    headless = Headless(config, conf, "--json", env={"METRICS_ADDR": f"127.0.0.1:{port}"})
+    try:
+        headless.wait_for("started")
+        me = {"workflow": "solo", "node": socket.gethostname()}
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                scraped = _scrape(port)
+                if value(scraped, "acp_workflow_up", **me) == 1:
+                    break
+            except OSError:
+                pass  # not listening yet
+            assert time.monotonic() < deadline, "the headless node never showed solo up"
+            time.sleep(0.1)
+        assert not [name for name, _ in scraped if name == "acp_alerts_pending"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as ready:
+            assert ready.status == 200
+    finally:
+        headless.close()
+
+
+def test_a_bad_metrics_addr_stops_a_headless_node_with_one_line(tmp_path: Path) -> None:
+    config = write_toml(tmp_path / "supervisor.toml", [table(tmp_path, "solo", db="solo.db")])
+    env = {
+        **os.environ,
+        "SUPERVISOR_CONFIG": str(config),
+        "SUPERVISOR_DATA_DIR": str(tmp_path / "data"),
+        "METRICS_ADDR": "no-port-here",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "supervisor", "run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: bad setting METRICS_ADDR")

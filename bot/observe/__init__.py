@@ -1,5 +1,7 @@
-"""Seeing the bot from outside: ``/metrics``, ``/healthz`` and ``/readyz`` on ``METRICS_ADDR``.
+"""Seeing the bot's workflows in the chat: ``/chart`` and the digest's picture.
 
-``observer`` wires the pieces: ``metrics`` (what a scrape says), ``health``
-(alive and ready), ``server`` (the HTTP thread that only renders them).
+``charts`` draws, ``history`` reads the event log into bands, ``heartbeats``
+samples heartbeat ages, ``pictures`` wires them to the chat. ``/metrics``,
+``/healthz`` and ``/readyz`` are ``supervisor.observe``'s: a headless node
+serves them too.
 """

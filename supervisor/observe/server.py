@@ -18,9 +18,9 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from bot.observe.health import Answer
+from supervisor.observe.health import Answer
 
-log = logging.getLogger("bot.observe")
+log = logging.getLogger("supervisor.observe")
 ALL_INTERFACES = "0.0.0.0"  # only when METRICS_ADDR says ":PORT"
 
 

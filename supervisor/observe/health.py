@@ -1,4 +1,4 @@
-"""``/healthz`` and ``/readyz``: is the bot alive, and has it started its workflows?
+"""``/healthz`` and ``/readyz``: is the node alive, and has it started its workflows?
 
 Alive means two things, each checked where it can be seen without waiting
 on it:

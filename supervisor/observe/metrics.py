@@ -1,7 +1,7 @@
-"""What ``GET /metrics`` says, in one ``CollectorRegistry`` per bot (tests run several at once).
+"""What ``GET /metrics`` says, in one ``CollectorRegistry`` per node (tests run several at once).
 
 The numbers are kept here by the event loop and the observer's DB thread
-(``bot.observe.Observer``); the HTTP thread only renders them, so a scrape
+(``supervisor.observe.observer.Observer``); the HTTP thread only renders them, so a scrape
 never waits on the loop or on the control DB. Three kinds of source:
 
 - **Statuses** (``acp_workflow_up``, ``_state``, ``_heartbeat_age_seconds``):
@@ -10,12 +10,12 @@ never waits on the loop or on the control DB. Three kinds of source:
   configured leaves no stale series behind.
 - **Events** (``acp_workflow_restarts_total``, ``acp_incidents_total``):
   counters the loop increments as the supervisor publishes, from zero at
-  each start of the bot (Prometheus's ``rate`` and ``increase`` handle the
+  each start of the node (Prometheus's ``rate`` and ``increase`` handle the
   reset). An incident is one outage, counted once, when its first crash or
   hang opens it (``kind`` is that cause): the later crashes of a crash loop
   are its restarts, not new incidents, and an incident still open across a
-  restart of the bot is not counted again.
-- **The control DB** (``acp_alerts_pending``, ``acp_agent_cost_usd_total``,
+  restart of the node is not counted again.
+- **The control DB** (``acp_alerts_pending``, a bot's only; ``acp_agent_cost_usd_total``,
   ``acp_agent_tokens_total``): read every couple of seconds off the loop.
   The spend is the control plane's own ledger (``supervisor.spend``: ``/why``,
   the bridge, heal; ``workflow`` empty, ``who`` the spender) and each
@@ -82,20 +82,20 @@ def samples(statuses: Iterable[WorkflowStatus], node: str) -> tuple[WorkflowSamp
 
 
 class Metrics:
-    """The bot's metrics: counters fed by events, snapshots replaced whole, one registry."""
+    """A node's metrics: counters fed by events, snapshots replaced whole, one registry."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.restarts = Counter(
             "acp_workflow_restarts",
-            "Restarts of a workflow (after a crash or hang, by hand, on reload) since the bot "
+            "Restarts of a workflow (after a crash or hang, by hand, on reload) since the process "
             "started.",
             ["workflow", "node"],
             registry=self.registry,
         )
         self.incidents = Counter(
             "acp_incidents",
-            "Outages opened, by the crash or hang that opened them, since the bot started.",
+            "Outages opened, by the crash or hang that opened them, since the process started.",
             ["workflow", "node", "kind"],
             registry=self.registry,
         )

@@ -8,15 +8,17 @@ Three threads of work, each doing one thing:
 - **a DB thread** ("observe-db") probes that the control DB takes writes,
   counts the outbox's pending rows and totals the spend ledger, every
   ``DB_SAMPLE_SECONDS``, so a locked or unreachable DB never holds the loop;
-- **the HTTP thread** (``bot.observe.server``) only renders what those two
-  left.
+- **the HTTP thread** (``supervisor.observe.server``) only renders what those
+  two left.
 
-In a fleet each node's bot shows its own workflows (their heartbeats are
+The bot serves them (``python -m bot``), and so does a headless node
+(``python -m supervisor run``), which has no outbox and so no
+``acp_alerts_pending``. In a fleet each node shows its own workflows (their heartbeats are
 known only there), labelled with its node; the outbox and the ledger are
 shared, so every node shows the same pending count and spend: take ``max``
 across nodes, not ``sum``.
 
-A port that is taken is one error line, and the bot goes on without these
+A port that is taken is one error line, and the node goes on without these
 endpoints: the workflows matter more than their dashboard, and Prometheus's
 own ``up`` for the target says that the scrape fails.
 """
@@ -26,20 +28,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from bot.observe.health import PROBE_STALE_SECONDS, DbProbe, Health
-from bot.observe.metrics import WORKFLOW, Metrics, Spend, samples
-from bot.observe.server import HttpEndpoint, parse_addr, plain, prometheus
-from bot.outbox_store import OutboxStore
 from supervisor.api import SupervisorAPI
 from supervisor.bus import Subscription
 from supervisor.cancelling import cancel
+from supervisor.observe.health import PROBE_STALE_SECONDS, DbProbe, Health
+from supervisor.observe.metrics import WORKFLOW, Metrics, Spend, samples
+from supervisor.observe.server import HttpEndpoint, parse_addr, plain, prometheus
 from supervisor.spend import ledger
 from supervisor.spending import totals
 
-log = logging.getLogger("bot.observe")
+log = logging.getLogger("supervisor.observe")
 TICK_SECONDS = 1.0
 DB_SAMPLE_SECONDS = 2.0
 
@@ -67,13 +69,22 @@ def read_spend(engine: sa.Engine) -> list[Spend]:
 
 
 class Observer:
-    """The metrics and health endpoints of one bot, from ``start`` to ``stop``."""
+    """The metrics and health endpoints of one node, from ``start`` to ``stop``."""
 
     def __init__(
-        self, addr: str, supervisor: SupervisorAPI, engine: sa.Engine, url: str, node: str
+        self,
+        addr: str,
+        supervisor: SupervisorAPI,
+        engine: sa.Engine,
+        url: str,
+        node: str,
+        *,
+        pending: Callable[[], int] | None = None,
     ) -> None:
         """``supervisor``: this node's (its workflows, its events); ``url``: the control DB's;
-        ``node``: the label of workflows whose status names none (a single node)."""
+        ``node``: the label of workflows whose status names none (a single node);
+        ``pending``: how many outbox rows wait (blocking; the bot's, a headless node has
+        none)."""
         self.addr = addr
         self._host, self._wanted_port = parse_addr(addr)
         self.metrics = Metrics()
@@ -81,7 +92,7 @@ class Observer:
         self._supervisor = supervisor
         self._engine = engine
         self._probe = DbProbe(url, engine)
-        self._outbox = OutboxStore(engine, 0.0)
+        self._pending = pending
         self._node = node
         self._endpoint: HttpEndpoint | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -134,7 +145,7 @@ class Observer:
         self.health.ready()
 
     def stopping(self) -> None:
-        """The bot is stopping: ``/readyz`` says 503 again."""
+        """The node is stopping: ``/readyz`` says 503 again."""
         self.health.ready(False)
 
     def delivered(self, seconds: float) -> None:
@@ -189,7 +200,8 @@ class Observer:
             self.health.probing()
             self.health.probed(self._probe())
             try:
-                self.metrics.show_pending(self._outbox.count_pending())
+                if self._pending is not None:
+                    self.metrics.show_pending(self._pending())
                 self.metrics.show_spend(read_spend(self._engine))
             except Exception as exc:  # the last values stay; the probe says what is wrong
                 log.debug("metrics: cannot read the outbox or the spend ledger: %s", exc)

@@ -1,0 +1,1 @@
+"""``METRICS_ADDR``: ``/metrics``, ``/healthz`` and ``/readyz`` of a bot or a headless node."""
