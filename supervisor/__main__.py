@@ -248,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        settings, workflows = load_supervision(check_control_db=args.command in ("run", "why"))
+        settings, workflows = load_supervision(
+            check_control_db=args.command in ("run", "why"), models=(MetricsSettings,)
+        )
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

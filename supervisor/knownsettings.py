@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings
 from supervisor.agentsettings import AgentSettings
 from supervisor.faults import FAULT_VARIABLE
 from supervisor.settings import FleetSettings, SupervisorSettings
+from workflows.contract import HEARTBEAT_FILE_ENV
 
 ENV_FILE = Path(".env")
 PREFIXES = (
@@ -39,9 +40,16 @@ PREFIXES = (
     "FLEET_",
     "METRICS_",
 )
-# Read with os.environ by workflows/workflow.py, supervisor/config.py and supervisor/faults.py.
+# Read with os.environ by workflows/workflow.py, workflows/state.py, supervisor/config.py and
+# supervisor/faults.py (a supervisor run as a workflow is given the first four).
 READ_DIRECTLY = frozenset(
-    {"WORKFLOW_DB", "WORKFLOW_NAME", "WORKFLOW_HEARTBEAT_SECONDS", FAULT_VARIABLE}
+    {
+        "WORKFLOW_DB",
+        "WORKFLOW_NAME",
+        "WORKFLOW_HEARTBEAT_SECONDS",
+        HEARTBEAT_FILE_ENV,
+        FAULT_VARIABLE,
+    }
 )
 # Reserved for features being built (DESIGN.md, "Names added this turn"), so that a
 # configuration written for them is not refused; drop a name once a model has it.

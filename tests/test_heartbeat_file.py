@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from supervisor.events import Event, Hung
+from supervisor.knownsettings import known_names, unknown_setting
 from tests.supervisor_harness import (
     collect,
     read_state_key,
@@ -97,3 +98,7 @@ def test_the_library_touches_the_named_file_instead_of_writing_the_table(
     assert writer.heartbeat()
     assert read_state_key(db, HEARTBEAT_KEY) is not None
     writer.close()
+
+
+def test_a_supervisor_run_as_a_workflow_is_not_refused_for_the_name_it_is_given() -> None:
+    assert unknown_setting({HEARTBEAT_FILE_ENV}, known_names([])) is None

@@ -343,13 +343,22 @@ def test_a_headless_node_serves_its_own_metrics_and_health(tmp_path: Path) -> No
         headless.close()
 
 
-def test_a_bad_metrics_addr_stops_a_headless_node_with_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("METRICS_ADDR", "no-port-here", "error: bad setting METRICS_ADDR"),
+        ("METRICS_ADR", "127.0.0.1:0", "error: unknown setting METRICS_ADR (did you mean"),
+    ],
+)
+def test_a_bad_metrics_addr_stops_a_headless_node_with_one_line(
+    tmp_path: Path, name: str, value: str, said: str
+) -> None:
     config = write_toml(tmp_path / "supervisor.toml", [table(tmp_path, "solo", db="solo.db")])
     env = {
         **os.environ,
         "SUPERVISOR_CONFIG": str(config),
         "SUPERVISOR_DATA_DIR": str(tmp_path / "data"),
-        "METRICS_ADDR": "no-port-here",
+        name: value,
     }
     done = subprocess.run(
         [sys.executable, "-m", "supervisor", "run"],
@@ -360,4 +369,4 @@ def test_a_bad_metrics_addr_stops_a_headless_node_with_one_line(tmp_path: Path) 
         check=False,
     )
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1].startswith("error: bad setting METRICS_ADDR")
+    assert done.stderr.strip().splitlines()[-1].startswith(said)
