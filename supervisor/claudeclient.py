@@ -13,7 +13,10 @@ What it does not promise: what the redactor does not recognise
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import json
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +29,13 @@ if TYPE_CHECKING:  # anthropic takes seconds to import: imported where Claude is
 
 Redact = Callable[[str], str]
 ClientFactory = Callable[[AgentSettings, Redact], "anthropic.AsyncAnthropic"]
+
+
+async def sdk_ready() -> None:
+    """Import the SDK, the first time, in a worker thread: on the event loop its second
+    or more would hold up every alert and command meanwhile."""
+    if "anthropic" not in sys.modules:
+        await asyncio.to_thread(importlib.import_module, "anthropic")
 
 
 def is_api_error(exc: BaseException) -> bool:

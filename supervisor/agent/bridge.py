@@ -124,6 +124,7 @@ class AgentBridge:
         self.redactor = (redactor or Redactor()).including(secret_values(settings))
         self.backend = backend_for(settings)
         self._runner = runner  # made at the first turn: the SDK takes seconds to import
+        self._making_runner = asyncio.Lock()
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._running: dict[str, asyncio.Task[TurnResult]] = {}
         self._stopped: set[str] = set()
@@ -199,8 +200,9 @@ class AgentBridge:
 
     async def _bounded(self, session_id: str, text: str, context: TurnContext) -> TurnResult:
         """The runner's answer, or why there is none (stopped, time, cap, an outage)."""
-        if self._runner is None:
-            self._runner = runner_for(self.backend)
+        async with self._making_runner:  # the SDK's import off the loop (its progress shows)
+            if self._runner is None:
+                self._runner = await asyncio.to_thread(runner_for, self.backend)
         task = asyncio.create_task(self._runner.turn(text, context))
         self._running[session_id] = task
         clocked = context.observer

@@ -37,6 +37,7 @@ from supervisor.claudeclient import (
     ClientFactory,
     is_api_error,
     redacting_client,
+    sdk_ready,
     unavailable_reason,
 )
 from supervisor.diagnosis.check import check, fallback, verdict_from
@@ -88,6 +89,7 @@ async def ask_model(
     pack = _redacted(pack, redactor)
     findings = Findings(redactor.redact)
     tools = read_only_tools(sources or Sources(), findings)
+    await sdk_ready()
     try:
         async with (
             client_factory(settings, redactor.redact) as client,

@@ -39,6 +39,7 @@ from supervisor.claudeclient import (
     ClientFactory,
     is_api_error,
     redacting_client,
+    sdk_ready,
     unavailable_reason,
 )
 from supervisor.config import ResolvedWorkflow
@@ -177,6 +178,7 @@ class Healer:
         failed_after: float | None,
         log_tail: Sequence[str],
     ) -> Proposal:
+        await sdk_ready()  # the SDK heal.agent imports, off the loop
         from supervisor.heal.agent import write_fix  # the SDK: only when healing
 
         policy = policy_of(workflow, repo)
