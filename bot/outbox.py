@@ -123,11 +123,14 @@ class Notifier:
         timezone: tzinfo = UTC,
         idle_poll_seconds: float | None = None,
         on_delivered: Callable[[float], None] | None = None,
+        on_saved: Callable[[], None] | None = None,
     ) -> None:
         """``idle_poll_seconds``: look for new rows this often even when nobody wakes the
         worker (a fleet: other nodes write alerts into the same outbox). ``on_delivered``
-        hears, for each alert Telegram took, the seconds since its event (``/metrics``)."""
+        hears, for each alert Telegram took, the seconds since its event (``/metrics``);
+        ``on_saved``, on the loop, that rows were committed (a fleet node tells the poller)."""
         self._on_delivered = on_delivered
+        self._on_saved = on_saved
         self._idle_poll = idle_poll_seconds
         self._store = OutboxStore(engine, pacing.gather_seconds, clock=clock, timezone=timezone)
         self._clock = clock
@@ -216,7 +219,17 @@ class Notifier:
         self._store.save_all(alerts, also)
 
     def wake(self) -> None:
+        """Rows were committed (``save_all``): deliver them."""
+        self._saved()
+
+    def look(self) -> None:
+        """Another node committed rows into the shared outbox: deliver them now."""
         self._wake.set()
+
+    def _saved(self) -> None:
+        self._wake.set()
+        if self._on_saved is not None:
+            self._on_saved()
 
     async def reply(
         self, target: ChatTarget, messages: Sequence[Message], key: str | None = None
@@ -249,7 +262,9 @@ class Notifier:
         except sa.exc.SQLAlchemyError as exc:
             self._unsaved.append(save)
             log.error("outbox: control DB refused %s (%s); keeping it in memory", what, exc)
-        self._wake.set()
+            self._wake.set()
+            return
+        self._saved()
 
     async def _save_unsaved(self) -> None:
         """Write what the DB refused earlier, oldest first; stops at the first refusal."""

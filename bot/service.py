@@ -38,9 +38,10 @@ from supervisor.observe.observer import Observer
 from supervisor.settings import FleetSettings
 
 log = logging.getLogger("bot")
-# How often the fleet's poller looks for rows other nodes wrote into the shared outbox,
-# and for events of headless nodes (python -m supervisor run) to turn into alerts.
-FLEET_OUTBOX_POLL_SECONDS = 0.5
+# How often the fleet's poller looks for rows other nodes wrote into the shared outbox
+# should their notification be missed (each node NOTIFYs the poller after a commit), and
+# for events of headless nodes (python -m supervisor run) to turn into alerts.
+FLEET_OUTBOX_POLL_SECONDS = 5.0
 HEADLESS_POLL_SECONDS = 0.5
 
 
@@ -105,7 +106,10 @@ class Service:
             timezone=alerting.timezone,
             idle_poll_seconds=FLEET_OUTBOX_POLL_SECONDS if self.node else None,
             on_delivered=self.metrics.delivered if self.metrics else None,
+            on_saved=self.node.outbox_written if self.node else None,
         )
+        if self.node is not None:
+            self.node.on_outbox = self.notifier.look
         self.audit = AuditLog(self.engine)
         self.router = CommandRouter(
             self.api, self.notifier, self.audit, follow=follow, timezone=alerting.timezone

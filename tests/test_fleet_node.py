@@ -225,3 +225,29 @@ async def until_published(read: Callable[[], Awaitable[object]], value: object) 
     while (seen := await read()) != value:
         assert loop.time() < deadline, f"published {seen!r}, not {value!r}"
         await asyncio.sleep(0.05)
+
+
+async def test_a_follower_that_wrote_to_the_outbox_wakes_the_poller_at_once(
+    engine: sa.Engine, postgres_url: str
+) -> None:
+    """Rows another node commits are delivered on its NOTIFY (the notifier's fallback poll is
+    not part of this: without the NOTIFY nothing would wake it); the poller's own need none."""
+    poller, follower = make_node(engine, postgres_url, "a"), make_node(engine, postgres_url, "b")
+    woken: list[bool] = []
+    poller.on_outbox = lambda: woken.append(True)
+    follower.on_outbox = lambda: pytest.fail("a follower delivers nothing")
+    await poller.join()
+    await poller.start()
+    await asyncio.wait_for(poller.leading.wait(), 10)
+    await follower.join()
+    await follower.start()
+    try:
+        for _ in range(3):  # a burst: one NOTIFY in flight, one more after it
+            follower.outbox_written()
+        await wait_until(lambda: bool(woken), 10)
+        poller.outbox_written()  # its own rows: its worker was woken already
+        await asyncio.sleep(0.5)
+        assert len(woken) <= 2
+    finally:
+        await follower.leave()
+        await poller.leave()

@@ -55,6 +55,7 @@ KEEP_SECONDS = 86400.0  # answered commands and handled update ids
 # A new poller handles again an update its predecessor took this recently and never
 # finished; an older one is left (its reply would come too late to mean anything).
 REPLAY_SECONDS = 120.0
+OUTBOX_WRITTEN = "outbox"  # the NOTIFY payload of a node that wrote into the shared outbox
 
 
 class FleetNode:
@@ -88,6 +89,10 @@ class FleetNode:
         self.on_node_change: Callable[[NodeChange], Awaitable[None]] | None = None
         # Called when this node took the lease over from another (a failover, or a restart).
         self.on_takeover: Callable[[str], Awaitable[None]] | None = None
+        # Called (on the loop) when another node committed rows into the shared outbox.
+        self.on_outbox: Callable[[], None] | None = None
+        self._telling: asyncio.Task[None] | None = None
+        self._tell_again = False
         self._listener = Listener(url, self._on_payload)
         self._commands_due = asyncio.Event()
         self._publish_due: set[str] = set()
@@ -403,9 +408,35 @@ class FleetNode:
 
     # -- plumbing ----------------------------------------------------------------------------
 
+    def outbox_written(self) -> None:
+        """This node committed rows into the shared outbox: wake the poller (one NOTIFY in
+        flight at a time, and one more after it for what came meanwhile); the poller's own
+        rows need none, and a missed one waits for its fallback poll."""
+        if self.leading.is_set():
+            return
+        if self._telling is not None:
+            self._tell_again = True
+            return
+        self._telling = asyncio.get_running_loop().create_task(self._tell())
+
+    async def _tell(self) -> None:
+        try:
+            while True:
+                self._tell_again = False
+                await self._db(commands.notify, OUTBOX_WRITTEN)
+                if not self._tell_again:
+                    return
+        except sa.exc.SQLAlchemyError as exc:
+            log.debug("fleet: cannot tell the poller of new outbox rows: %s", exc)
+        finally:
+            self._telling = None
+
     def _on_payload(self, payload: str) -> None:
         kind, _, rest = payload.partition(":")
-        if kind == "cmd" and rest == self.name:
+        if kind == OUTBOX_WRITTEN:
+            if self.leading.is_set() and self.on_outbox is not None:
+                self.on_outbox()
+        elif kind == "cmd" and rest == self.name:
             self._commands_due.set()
         elif kind == "joined" and rest != self.name:
             self._refresh_owners()

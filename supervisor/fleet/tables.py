@@ -119,5 +119,6 @@ FLEET_SCHEMA = Schema(
     "fleet tables", "fleet_schema_version", 2, metadata, {1: _to_v2}, unstamped="fleet_nodes"
 )
 
-# NOTIFY payloads: "cmd:<node>" (work for it), "done:<id>" (answered), "joined:<node>"
+# NOTIFY payloads: "cmd:<node>" (work for it), "done:<id>" (answered), "joined:<node>",
+# "outbox" (rows for the poller to deliver)
 CHANNEL = "acp_fleet"
