@@ -189,6 +189,9 @@ class HealthMonitor:
         for name in watched if batch is None else batch:
             if name in watched and name not in pending:
                 pending[name] = (now, now)  # (first change, when to look): look now
+        if batch and not batch <= self._covered():  # a watch lost (its directory went)
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody to poll
+                loop.call_soon_threadsafe(self.poke)  # polled from now on, and soon
         news = batch is None
         for name, (first, due) in list(pending.items()):
             runtime = watched.get(name)

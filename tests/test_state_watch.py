@@ -164,6 +164,26 @@ async def test_a_database_whose_directory_appears_later_is_polled(tmp_path: Path
             assert time.monotonic() < deadline
 
 
+async def test_a_database_whose_directory_is_replaced_is_polled_at_once(tmp_path: Path) -> None:
+    """The watch of a directory moved away is lost: its workflow is polled from then on,
+    within ``error_poll_seconds``, not from the next hang check (an hour here)."""
+    conf = settings(tmp_path, error_poll_seconds=0.05, check_interval_seconds=HOUR)
+    db = tmp_path / "place" / "moved.db"
+    db.parent.mkdir()
+    write_in_child(db, contract.STATUS_KEY, "idle")
+    flow = {"name": "moved", "command": ["true"], "autostart": False, "db": str(db)}
+    async with running(conf, resolve(tmp_path, conf, flow)) as (_sup, sub):
+        await asyncio.sleep(0.3)  # the poll loop settles into its long sleep
+        db.parent.rename(tmp_path / "place-old")
+        db.parent.mkdir()
+        write_in_child(db, contract.LAST_ERROR_KEY, "volume remounted")
+        async with asyncio.timeout(20):
+            async for event in sub:
+                if event.kind == "error" and event.workflow == "moved":
+                    assert event.detail == "volume remounted"
+                    break
+
+
 async def test_a_workflow_that_only_heartbeats_is_never_taken_for_hung(tmp_path: Path) -> None:
     conf = settings(tmp_path, error_poll_seconds=HOUR, check_interval_seconds=0.1)
     flow = {**writer(tmp_path, "steady", every=0.05), "hang_threshold_seconds": 1.0}
