@@ -71,18 +71,17 @@ class FleetUpdates(BaseUpdateProcessor):
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
 
-    async def replay(self, app: Application[Any, Any, Any, Any, Any, Any], node: FleetNode) -> int:
-        """Queue the updates another run took and never finished; how many."""
+    async def replay(self, app: Application[Any, Any, Any, Any, Any, Any], node: FleetNode) -> None:
+        """Queue the updates another run took and never finished (each one logged)."""
         try:
             unfinished = await node.replays()
         except sa.exc.SQLAlchemyError as exc:
             log.warning("cannot look for updates left unfinished: %s", exc)
-            return 0
+            return
         for update_id, payload, taken_at in unfinished:
             log.warning("update %d was left unfinished by its poller: handling it", update_id)
             self._replaying[update_id] = taken_at
             await app.update_queue.put(Update.de_json(json.loads(payload), app.bot))
-        return len(unfinished)
 
 
 async def _finish(
