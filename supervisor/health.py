@@ -151,8 +151,8 @@ class HealthMonitor:
             for name, runtime in self._runtimes.items():
                 if runtime.state == "starting":
                     busy = True
-                    if runtime.look_at_beat():
-                        self.observe(runtime)  # its first beat may be a touch of its file
+                    if runtime.look_at_beat():  # its first beat may be a touch of its file
+                        self._came_up(runtime)
                 if _polled(name, runtime, watched):
                     due.append(runtime)
             if due:
@@ -407,12 +407,16 @@ class HealthMonitor:
             )
             self._publish(changed, runtime)
         self._on_usage(runtime)
-        if runtime.state == "starting" and runtime.process:
+        if runtime.state == "starting":
             runtime.look_at_beat()
-            if runtime.fresh_heartbeat():
-                runtime.first_heartbeat = runtime.heartbeat
-                self._transition(runtime, "running", "first heartbeat")
+            self._came_up(runtime)
         self._maybe_recovered(runtime, now)
+
+    def _came_up(self, runtime: Runtime) -> None:
+        """A start whose first heartbeat (the table's, or a touch of its file) is known."""
+        if runtime.state == "starting" and runtime.process and runtime.fresh_heartbeat():
+            runtime.first_heartbeat = runtime.heartbeat
+            self._transition(runtime, "running", "first heartbeat")
 
     def _maybe_recovered(self, runtime: Runtime, now: datetime) -> None:
         """Close the incident once the restarted process has heartbeaten for a while.

@@ -176,10 +176,11 @@ class FleetNode:
         """Run ``verb`` on ``node`` (this one too) and return its answer; ``SupervisorError``
         if it cannot. One that changes something, asked within a chat request, is keyed
         and recorded (``supervisor.fleet.requests``): asked again, it is waited on."""
-        key = requests.next_key() if commands.VERBS[verb].mutates else None
+        spec = commands.VERBS[verb]
+        key = requests.next_key() if spec.mutates else None
         here = node == self.name
         if here and key is None:
-            return await commands.VERBS[verb].run(self._supervisor, args)
+            return await spec.run(self._supervisor, args)
         if not here:
             infos, _ = await self.view()
             info = next((i for i in infos if i.node == node), None)
